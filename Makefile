@@ -1,0 +1,54 @@
+# lnlbench: `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# MNIST, Fashion-MNIST, CIFAR and CIFAR-N live under DATA_ROOT (see README)
+export DATA_ROOT ?= $(abspath ../shared/data)
+JOBS   ?= 1
+RUN    := $(PY) -m bench run
+REPORT := $(PY) -m bench.report
+
+.PHONY: venv demo test test-slow report perf clean-demo \
+        bench-mnist bench-cifar10 bench-cifar100 bench-cifar10n
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(RUN) bench/grids/demo.yaml --jobs 2
+	$(REPORT) --grid demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+report: $(STAMP)
+	$(REPORT)
+
+perf: $(STAMP)
+	$(PY) -m bench.perf
+
+bench-mnist: $(STAMP)
+	$(RUN) bench/grids/jocor_mnist.yaml --jobs $(JOBS)
+	$(REPORT) --grid jocor_mnist
+
+bench-cifar10: $(STAMP)
+	$(RUN) bench/grids/jocor_cifar10.yaml --jobs $(JOBS)
+	$(REPORT) --grid jocor_cifar10
+
+bench-cifar100: $(STAMP)
+	$(RUN) bench/grids/jocor_cifar100.yaml --jobs $(JOBS)
+	$(REPORT) --grid jocor_cifar100
+
+bench-cifar10n: $(STAMP)
+	$(RUN) bench/grids/cifar10n.yaml --jobs $(JOBS)
+	$(REPORT) --grid cifar10n

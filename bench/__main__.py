@@ -1,0 +1,58 @@
+"""``python -m bench run GRID | status GRID | list | perf``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.errors import BenchError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_MODELS
+
+    for title, registry in (("datasets", DATASETS), ("noise models", NOISE_MODELS),
+                            ("networks", NETWORKS), ("methods", METHODS)):
+        print(f"{title}:")
+        for name in registry.names():
+            doc = (registry.get(name).__doc__ or "").strip().splitlines()
+            print(f"  {name:<24} {doc[0] if doc else ''}")
+    return 0
+
+
+def _cmd_perf(args: argparse.Namespace) -> int:
+    from bench import perf
+
+    return perf.main(args.perf_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench import runner
+
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description="lnlbench: noisy-label learning benchmark")
+    sub = parser.add_subparsers(dest="command", required=True)
+    runner.add_subcommands(sub)
+    p = sub.add_parser("list", help="list datasets, noise models, networks and methods")
+    p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("perf", help="throughput benchmark (see python -m bench.perf --help)")
+    p.add_argument("perf_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_perf)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

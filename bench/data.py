@@ -1,0 +1,270 @@
+"""Dataset registry.
+
+Every loader returns an :class:`ImageData` whose images are uint8 tensors ``(N, C, H, W)``: small
+enough to live on the training device, so batches are cut by index with no DataLoader and no
+per-sample Python. Files are read from ``DATA_ROOT`` (environment variable, default ``./data``)
+and downloaded only when asked (``--download``). A missing or corrupt file is a
+:class:`~bench.errors.DataError` that names the folder, the files and how to get them.
+
+The real-world datasets whose images do not fit in memory (Clothing1M, Food-101N, WebVision)
+live in :mod:`bench.data_real`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import DataError
+from bench.registry import DATASETS
+
+
+@dataclass
+class ImageData:
+    """One dataset, train and test.
+
+    train_images: (N, C, H, W) uint8 tensor, or a lazy file-backed image set (bench.data_real).
+    train_labels: (N,) int64 clean labels; -1 where the clean label is unknown.
+    test_images: (M, C, H, W) uint8 tensor or lazy image set; test_labels: (M,) int64.
+    human_labels: label-set name -> (N,) int64, for datasets with real annotations (CIFAR-N).
+    mean, std: per-channel statistics for the methods that normalise (DivideMix, RSL).
+    """
+
+    name: str
+    train_images: Any
+    train_labels: np.ndarray
+    test_images: Any
+    test_labels: np.ndarray
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    human_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    default_noise_variant: str | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.train_images, torch.Tensor)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:]) if self.in_memory else self.train_images.shape
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("DATA_ROOT", "./data")).expanduser()
+
+
+def load_dataset(name: str, *, root: str | Path | None = None, download: bool = False,
+                 verify: bool = True) -> ImageData:
+    """Load a registered dataset from ``root`` (default ``DATA_ROOT``)."""
+    loader = DATASETS.get(name)
+    return loader(Path(root) if root is not None else data_root(), download=download,
+                  verify=verify)
+
+
+# ---- digits: the embedded default ------------------------------------------------------------
+
+@DATASETS.register("digits")
+def load_digits(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images), a fixed stratified split.
+
+    The split (75% train, 25% test, ``random_state=0``) never changes, so records stay
+    comparable. Pixel values 0..16 are scaled to 0..255.
+    """
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sk_digits()
+    images = np.clip(np.rint(bunch.images * 16.0), 0, 255).astype(np.uint8)[:, None]
+    x_tr, x_te, y_tr, y_te = train_test_split(images, bunch.target.astype(np.int64),
+                                              test_size=0.25, stratify=bunch.target,
+                                              random_state=0)
+    return ImageData("digits", torch.from_numpy(x_tr), y_tr, torch.from_numpy(x_te), y_te, 10,
+                     mean=(0.30,), std=(0.37,))
+
+
+# ---- MNIST and Fashion-MNIST -----------------------------------------------------------------
+
+# md5 of the uncompressed IDX files (the published archives' contents).
+_IDX_MD5 = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+}
+
+
+def _load_idx(root: Path, folder: str, tv_class: str, *, download: bool, verify: bool,
+              mean: float, std: float, name: str) -> ImageData:
+    import torchvision.datasets as tvd
+    from torchvision.datasets.utils import check_integrity
+
+    raw = root / folder / "raw"
+    files = _IDX_MD5[folder]
+    missing = [f for f in files if not (raw / f).is_file()]
+    if missing and download:
+        getattr(tvd, tv_class)(str(root), train=True, download=True)
+        getattr(tvd, tv_class)(str(root), train=False, download=True)
+        missing = [f for f in files if not (raw / f).is_file()]
+    if missing:
+        raise DataError(
+            f"{name}: missing {', '.join(missing)} in {raw}; set DATA_ROOT to the folder that "
+            f"holds {folder}/raw, or pass --download to fetch them with torchvision")
+    if verify:
+        for f, md5 in files.items():
+            if not check_integrity(str(raw / f), md5):
+                raise DataError(f"{name}: {raw / f} is corrupt (md5 differs from {md5}); "
+                                "delete it and download again")
+    try:
+        train = getattr(tvd, tv_class)(str(root), train=True, download=False)
+        test = getattr(tvd, tv_class)(str(root), train=False, download=False)
+    except Exception as exc:  # torchvision raises several types on bad files
+        raise DataError(f"{name}: cannot read the files in {raw}: {exc}") from None
+    return ImageData(name, train.data[:, None].contiguous(), train.targets.numpy().astype(np.int64),
+                     test.data[:, None].contiguous(), test.targets.numpy().astype(np.int64), 10,
+                     mean=(mean,), std=(std,))
+
+
+@DATASETS.register("mnist")
+def load_mnist(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    return _load_idx(root, "MNIST", "MNIST", download=download, verify=verify,
+                     mean=0.1307, std=0.3081, name="mnist")
+
+
+@DATASETS.register("fashion-mnist")
+def load_fashion_mnist(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    return _load_idx(root, "FashionMNIST", "FashionMNIST", download=download, verify=verify,
+                     mean=0.2860, std=0.3530, name="fashion-mnist")
+
+
+# ---- CIFAR-10 / CIFAR-100 (python pickle batches) --------------------------------------------
+
+_CIFAR = {
+    "cifar10": dict(folder="cifar-10-batches-py", tv_class="CIFAR10", label_key="labels",
+                    train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
+                    num_classes=10, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
+    "cifar100": dict(folder="cifar-100-python", tv_class="CIFAR100", label_key="fine_labels",
+                     train=["train"], test=["test"], num_classes=100,
+                     mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)),
+}
+
+
+def _read_cifar_batches(folder: Path, names: list[str], label_key: str, dataset: str):
+    images, labels = [], []
+    for n in names:
+        path = folder / n
+        try:
+            with open(path, "rb") as fh:
+                entry = pickle.load(fh, encoding="latin1")
+            data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            lab = np.asarray(entry[label_key], dtype=np.int64)
+        except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as exc:
+            raise DataError(f"{dataset}: cannot read {path}: {exc}") from None
+        if len(lab) != len(data):
+            raise DataError(f"{dataset}: {path} has {len(data)} images but {len(lab)} labels")
+        images.append(data)
+        labels.append(lab)
+    return torch.from_numpy(np.concatenate(images)), np.concatenate(labels)
+
+
+def _load_cifar(name: str, root: Path, *, download: bool, verify: bool) -> ImageData:
+    spec = _CIFAR[name]
+    folder = root / spec["folder"]
+    expected = spec["train"] + spec["test"] + (["batches.meta"] if name == "cifar10" else ["meta"])
+    missing = [f for f in expected if not (folder / f).is_file()]
+    if missing and download:
+        import torchvision.datasets as tvd
+
+        getattr(tvd, spec["tv_class"])(str(root), train=True, download=True)
+        missing = [f for f in expected if not (folder / f).is_file()]
+    if missing:
+        raise DataError(
+            f"{name}: missing {', '.join(missing)} in {folder}; set DATA_ROOT to the folder that "
+            f"holds {spec['folder']}/ (the python version of the dataset), or pass --download")
+    if verify:
+        import torchvision.datasets as tvd
+        from torchvision.datasets.utils import check_integrity
+
+        cls = getattr(tvd, spec["tv_class"])
+        for fname, md5 in cls.train_list + cls.test_list:
+            if not check_integrity(str(folder / fname), md5):
+                raise DataError(f"{name}: {folder / fname} is corrupt (md5 differs from {md5}); "
+                                "delete it and download again")
+    x_tr, y_tr = _read_cifar_batches(folder, spec["train"], spec["label_key"], name)
+    x_te, y_te = _read_cifar_batches(folder, spec["test"], spec["label_key"], name)
+    return ImageData(name, x_tr, y_tr, x_te, y_te, spec["num_classes"], spec["mean"], spec["std"])
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    return _load_cifar("cifar10", root, download=download, verify=verify)
+
+
+@DATASETS.register("cifar100")
+def load_cifar100(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    return _load_cifar("cifar100", root, download=download, verify=verify)
+
+
+# ---- CIFAR-10N / CIFAR-100N: human label sets on the CIFAR training images --------------------
+
+CIFAR10N_SETS = {"aggre": "aggre_label", "worse": "worse_label", "random1": "random_label1",
+                 "random2": "random_label2", "random3": "random_label3"}
+CIFAR100N_SETS = {"noisy100": "noisy_label"}
+
+
+def _load_cifar_n(name: str, base: str, file: str, sets: dict[str, str], root: Path, *,
+                  download: bool, verify: bool) -> ImageData:
+    data = _load_cifar(base, root, download=download, verify=verify)
+    path = root / "CIFAR-10N" / file
+    if not path.is_file():
+        raise DataError(f"{name}: missing {path}; download {file} from "
+                        "github.com/UCSC-REAL/cifar-10-100n (data/) into DATA_ROOT/CIFAR-10N/")
+    try:
+        labels = torch.load(path, weights_only=False)
+    except Exception as exc:
+        raise DataError(f"{name}: cannot read {path}: {exc}") from None
+    clean = np.asarray(labels["clean_label"], dtype=np.int64)
+    if len(clean) != len(data.train_labels) or not np.array_equal(clean, data.train_labels):
+        raise DataError(f"{name}: clean_label in {path} does not match the {base} training labels")
+    data.name = name
+    data.human_labels = {k: np.asarray(labels[v], dtype=np.int64) for k, v in sets.items()}
+    data.default_noise_variant = next(iter(sets))
+    return data
+
+
+@DATASETS.register("cifar10n")
+def load_cifar10n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    return _load_cifar_n("cifar10n", "cifar10", "CIFAR-10_human.pt", CIFAR10N_SETS, root,
+                         download=download, verify=verify)
+
+
+@DATASETS.register("cifar100n")
+def load_cifar100n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    return _load_cifar_n("cifar100n", "cifar100", "CIFAR-100_human.pt", CIFAR100N_SETS, root,
+                         download=download, verify=verify)
+
+
+def load_cifar_n_labels(path: str | Path) -> dict[str, np.ndarray]:
+    """The label arrays of a CIFAR-N ``*_human.pt`` file (for inspection and tests)."""
+    labels = torch.load(Path(path), weights_only=False)
+    return {k: np.asarray(v) for k, v in labels.items()}
+
+
+try:  # the file-backed real-world datasets register themselves
+    import bench.data_real  # noqa: F401,E402
+except ImportError:  # pragma: no cover - optional module
+    pass

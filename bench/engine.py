@@ -1,0 +1,468 @@
+"""One run: data on the device, noise, the method's epochs, evaluation, diagnostics, record.
+
+Data flow: :func:`run` loads the dataset (uint8 tensors moved once to the device), draws the
+noisy labels from (dataset, noise type, rate, noise seed), builds the method with a
+:class:`RunContext`, and for each epoch calls the method's ``train_epoch``, evaluates every
+network on the test set and scores the method's selection against the clean labels. The record
+is written atomically by :mod:`bench.store`. Full state is checkpointed every few epochs and a
+run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench import store
+from bench.config import RunSpec
+from bench.data import ImageData, load_dataset
+from bench.errors import BenchError
+from bench.models import build_network
+from bench.noise import apply_noise, realised_noise_rate, realised_transition_matrix
+from bench.registry import METHODS
+
+CHECKPOINT_VERSION = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class RunContext:
+    """What a method may use: noisy labels, networks, optimisers, batches, RNGs, on the device.
+
+    Attributes:
+        noisy_labels: (N,) int64 on the device.
+        num_train, num_classes, epochs, start_epoch, device, seed.
+        noise_type, noise_rate: the nominal noise (methods such as Co-teaching assume the rate
+            is known and use it as their forget rate).
+        np_rng: numpy Generator for the method's own randomness (mixup, sampling).
+    """
+
+    def __init__(self, spec: RunSpec, data: ImageData, noisy_labels: np.ndarray,
+                 device: torch.device) -> None:
+        self.spec = spec
+        self.train_cfg = spec.train
+        self.device = device
+        self.dataset = spec.dataset
+        self.num_classes = data.num_classes
+        self.num_train = len(noisy_labels)
+        self.epochs = spec.train.epochs
+        self.start_epoch = spec.train.start_epoch
+        self.seed = spec.seed
+        self.noise_type = spec.noise_type
+        self.noise_rate = spec.noise_rate
+        self.image_shape = data.image_shape
+        self.noisy_labels = torch.as_tensor(noisy_labels, dtype=torch.long, device=device)
+        self._images = data.train_images.to(device) if data.in_memory else data.train_images
+        self._mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self._std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        self.loader_gen = torch.Generator().manual_seed(spec.seed)
+        self.aug_gen = torch.Generator(device=device).manual_seed(spec.seed + 1)
+        self.np_rng = np.random.default_rng(spec.seed)
+        self.visited = torch.zeros(self.num_train, dtype=torch.bool, device=device)
+        self._optimizers: list[tuple[torch.optim.Optimizer, float]] = []
+        self.use_amp = device.type == "cuda"
+
+    # -- networks and optimisers -------------------------------------------------------------
+    def make_network(self) -> nn.Module:
+        c, h, _ = self.image_shape
+        net = build_network(self.spec.network, in_channels=c, num_classes=self.num_classes,
+                            image_size=h, options=self.train_cfg.network_options)
+        net = net.to(self.device)
+        if self.device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    def make_optimizer(self, params, *, lr: float | None = None) -> torch.optim.Optimizer:
+        """The run's optimiser over ``params``; the engine applies the schedule each epoch."""
+        cfg = self.train_cfg
+        lr = cfg.lr if lr is None else lr
+        if cfg.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum,
+                                  weight_decay=cfg.weight_decay)
+        self._optimizers.append((opt, lr))
+        return opt
+
+    def learning_rate(self, epoch: int, base_lr: float) -> float:
+        cfg = self.train_cfg
+        if cfg.schedule == "coteaching" and epoch >= cfg.decay_start:
+            return (cfg.epochs - epoch) / (cfg.epochs - cfg.decay_start) * base_lr
+        if cfg.schedule == "multistep":
+            return base_lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+        return base_lr
+
+    def apply_schedule(self, epoch: int) -> None:
+        """Set lr (and, for the Co-teaching schedule, Adam's beta1 0.9 -> 0.1) for ``epoch``."""
+        for opt, base_lr in self._optimizers:
+            for group in opt.param_groups:
+                group["lr"] = self.learning_rate(epoch, base_lr)
+                if self.train_cfg.schedule == "coteaching" and "betas" in group:
+                    beta1 = 0.1 if epoch >= self.train_cfg.decay_start else 0.9
+                    group["betas"] = (beta1, group["betas"][1])
+
+    def autocast(self):
+        """bf16 autocast on CUDA; a no-op on CPU, where runs stay in fp32."""
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- data --------------------------------------------------------------------------------
+    def fetch(self, idx: torch.Tensor, *, augment: bool = True) -> torch.Tensor:
+        """Float images (B, C, H, W) of training samples ``idx``, transformed on the device."""
+        if isinstance(self._images, torch.Tensor):
+            raw = self._images[idx]
+        else:
+            raw = self._images.load(idx.cpu().numpy(), train=augment).to(self.device)
+        return self.transform(raw, augment=augment)
+
+    def transform(self, raw: torch.Tensor, *, augment: bool) -> torch.Tensor:
+        x = raw.float().div_(255.0)
+        if augment and self.train_cfg.augment == "crop_flip":
+            x = random_crop_flip(x, padding=4, generator=self.aug_gen)
+        if self.train_cfg.normalize:
+            x = (x - self._mean) / self._std
+        if self.device.type == "cuda" and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def train_batches(self, *, batch_size: int | None = None, augment: bool = True,
+                      indices: torch.Tensor | None = None,
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Shuffled ``(x, noisy_y, idx)`` mini-batches of one epoch, per the train config.
+
+        indices: restrict the epoch to these sample indices (e.g. a selected subset).
+        """
+        cfg = self.train_cfg
+        bs = batch_size or cfg.batch_size
+        pool = torch.arange(self.num_train) if indices is None else indices.cpu()
+        order = pool[torch.randperm(len(pool), generator=self.loader_gen)].to(self.device)
+        stop = len(order) - (len(order) % bs if cfg.drop_last else 0)
+        for it, start in enumerate(range(0, stop, bs)):
+            if cfg.max_iters_per_epoch is not None and it >= cfg.max_iters_per_epoch:
+                break
+            idx = order[start:start + bs]
+            self.visited[idx] = True
+            yield self.fetch(idx, augment=augment), self.noisy_labels[idx], idx
+
+    def eval_train_batches(self, *, batch_size: int = 1024,
+                           ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """All training samples in order, untransformed by augmentation: ``(x, noisy_y, idx)``."""
+        for start in range(0, self.num_train, batch_size):
+            idx = torch.arange(start, min(start + batch_size, self.num_train), device=self.device)
+            yield self.fetch(idx, augment=False), self.noisy_labels[idx], idx
+
+    # -- checkpoint state --------------------------------------------------------------------
+    def rng_state(self) -> dict:
+        state = {"loader": self.loader_gen.get_state(), "aug": self.aug_gen.get_state(),
+                 "torch": torch.get_rng_state(),
+                 "numpy": json.dumps(self.np_rng.bit_generator.state)}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.loader_gen.set_state(state["loader"])
+        self.aug_gen.set_state(state["aug"])
+        torch.set_rng_state(state["torch"])
+        self.np_rng.bit_generator.state = json.loads(state["numpy"])
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+
+def random_crop_flip(x: torch.Tensor, *, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """RandomCrop(size, padding) with zero padding + RandomHorizontalFlip, batched on the device.
+
+    x: (B, C, H, W) float. Each sample gets its own offset and flip.
+    """
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (b,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (b,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]    # (B, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]    # (B, 1, W)
+    flip = torch.rand(b, device=x.device, generator=generator) < 0.5
+    cols = torch.where(flip[:, None, None], 2 * dx[:, None, None] + w - 1 - cols, cols)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(method, ctx: RunContext, test_x: Any, test_y: torch.Tensor) -> dict[str, float]:
+    """Test accuracy (percent) of every network the method exposes."""
+    cfg = ctx.train_cfg
+    total = len(test_y)
+    if cfg.test_drop_last:  # the official loaders score only whole batches (9,984 of 10,000)
+        total -= total % cfg.test_batch_size
+    correct: dict[str, torch.Tensor] = {}
+    for start in range(0, total, 1024):
+        stop = min(start + 1024, total)
+        if isinstance(test_x, torch.Tensor):
+            raw = test_x[start:stop]
+        else:
+            raw = test_x.load(np.arange(start, stop), train=False).to(ctx.device)
+        x = ctx.transform(raw, augment=False)
+        with ctx.autocast():
+            logits = method.predict(x)
+        for name, out in logits.items():
+            hits = (out.argmax(1) == test_y[start:stop]).sum()
+            correct[name] = correct.get(name, 0) + hits
+    return {k: 100.0 * float(v) / total for k, v in correct.items()}
+
+
+def reported_accuracy(method, accs: dict[str, float]) -> float:
+    if method.report == "ensemble":
+        return accs["ensemble"]
+    if method.report == "mean":
+        nets = [v for k, v in accs.items() if k != "ensemble"]
+        return float(np.mean(nets))
+    return accs["net1"]
+
+
+def selection_diagnostics(selected: torch.Tensor, visited: torch.Tensor,
+                          noisy: torch.Tensor, clean: torch.Tensor, num_classes: int) -> dict:
+    """Label precision and recall of a selected set against the clean labels.
+
+    precision = |selected and correctly labelled| / |selected|;
+    recall = |selected and correctly labelled| / |visited and correctly labelled|.
+    """
+    known = clean >= 0
+    correct = (noisy == clean) & known
+    sel = selected.bool()
+    n_sel = int(sel.sum())
+    hit = int((sel & correct).sum())
+    pool = int((visited & correct).sum())
+    return {
+        "selected_count": n_sel,
+        "label_precision": hit / max(int((sel & known).sum()), 1) if known.any() else None,
+        "label_recall": hit / pool if pool else None,
+        "selected_per_class": torch.bincount(noisy[sel], minlength=num_classes).tolist(),
+    }
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+def environment(device: torch.device) -> dict:
+    import torchvision
+
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "torchvision": torchvision.__version__, "numpy": np.__version__,
+           "cuda": torch.version.cuda if device.type == "cuda" else None,
+           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+           "cpu_threads": torch.get_num_threads(), "hostname": socket.gethostname(),
+           "platform": platform.platform(), "git_sha": git_sha()}
+    return env
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None = None,
+            verify: bool = True):
+    """Load the data and draw the run's noisy labels: (data, noisy_labels, noise_info)."""
+    data = load_dataset(spec.dataset, root=data_root, verify=verify)
+    clean = data.train_labels
+    features = None
+    if spec.noise_type == "instance":
+        features = data.train_images.reshape(len(clean), -1).float().div(255.0).numpy()
+    draw = apply_noise(spec.noise_type, clean, num_classes=data.num_classes,
+                       rate=spec.noise_rate, noise_seed=spec.noise_seed, dataset=spec.dataset,
+                       variant=spec.noise_variant, features=features,
+                       human_labels=data.human_labels.get(spec.noise_variant or ""))
+    known = clean >= 0
+    info = {
+        "realised_noise_rate": realised_noise_rate(clean[known], draw.noisy_labels[known]),
+        "transition_matrix": realised_transition_matrix(
+            clean[known], draw.noisy_labels[known], data.num_classes).round(6).tolist(),
+        "nominal_transition_matrix": (None if draw.nominal_transition_matrix is None else
+                                      draw.nominal_transition_matrix.round(6).tolist()),
+    }
+    return data, draw.noisy_labels, info
+
+
+def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | None = None,
+        checkpoint_dir: str | Path | None = None, checkpoint_every: int = 10,
+        data_root: str | Path | None = None, verify_data: bool = True,
+        on_epoch: Callable[[int, dict], None] | None = None,
+        stop_after_epoch: int | None = None) -> dict:
+    """Execute one run and return its record; write it under ``results_dir`` when given.
+
+    A failure (an exception, a NaN loss, running out of memory) becomes a record with
+    ``status: failed`` and the error text, never an exception, except for bad configuration
+    (:class:`~bench.errors.BenchError`), which is raised for the caller to report.
+
+    stop_after_epoch: stop (without a record) after checkpointing this epoch; for tests of
+        interrupted runs.
+    """
+    dev = pick_device(device)
+    record = _base_record(spec, dev)
+    t0 = time.perf_counter()
+    ckpt_path = Path(checkpoint_dir) / f"{spec.run_id}.pt" if checkpoint_dir else None
+    try:
+        torch.manual_seed(spec.seed)
+        data, noisy, info = prepare(spec, dev, data_root=data_root, verify=verify_data)
+        record.update(info)
+        method_cls = METHODS.get(spec.method)
+        ctx = RunContext(spec, data, noisy, dev)
+        method = method_cls(method_cls.Config(**_config_kwargs(method_cls, spec.method_params)),
+                            ctx)
+        clean = torch.as_tensor(data.train_labels, device=dev)
+        test_x = data.test_images.to(dev) if data.in_memory else data.test_images
+        test_y = torch.as_tensor(data.test_labels, device=dev)
+        metrics = _empty_metrics()
+        first = spec.train.start_epoch
+        elapsed_before = 0.0
+        if ckpt_path is not None and ckpt_path.is_file():
+            first, metrics, elapsed_before = _load_checkpoint(ckpt_path, method, ctx)
+        for epoch in range(first, spec.train.epochs):
+            ctx.apply_schedule(epoch)
+            ctx.visited.zero_()
+            result = method.train_epoch(epoch)
+            if not math.isfinite(result.train_loss):
+                raise NonFiniteLossError(f"training loss is {result.train_loss} at epoch {epoch}")
+            accs = evaluate(method, ctx, test_x, test_y)
+            _append_epoch(metrics, epoch, result, accs, reported_accuracy(method, accs), ctx,
+                          clean)
+            if on_epoch is not None:
+                on_epoch(epoch, {"test_acc": metrics["test_acc"][-1], **accs})
+            last = epoch == spec.train.epochs - 1
+            if ckpt_path is not None and not last and (epoch + 1 - first) % checkpoint_every == 0:
+                _save_checkpoint(ckpt_path, epoch + 1, method, ctx, metrics,
+                                 elapsed_before + time.perf_counter() - t0)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                if ckpt_path is not None:
+                    _save_checkpoint(ckpt_path, epoch + 1, method, ctx, metrics,
+                                     elapsed_before + time.perf_counter() - t0)
+                return {}
+        record.update(_final_metrics(metrics))
+        record["metrics"] = metrics
+        record["status"] = "ok"
+        record["wall_seconds"] = elapsed_before + time.perf_counter() - t0
+    except BenchError:
+        raise
+    except Exception as exc:  # one failing run must not stop a grid
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        record["wall_seconds"] = time.perf_counter() - t0
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    record["finished_at"] = _now()
+    if results_dir is not None:
+        store.write_record(Path(results_dir) / spec.filename, record)
+    if ckpt_path is not None and record["status"] == "ok":
+        ckpt_path.unlink(missing_ok=True)
+    return record
+
+
+def _config_kwargs(method_cls, params: dict) -> dict:
+    # JSON turns tuples into lists; give the frozen dataclass back its tuples
+    types = {f.name: f.type for f in dataclasses.fields(method_cls.Config)}
+    return {k: tuple(v) if isinstance(v, list) and "tuple" in str(types.get(k, "")) else v
+            for k, v in params.items()}
+
+
+def _base_record(spec: RunSpec, dev: torch.device) -> dict:
+    rec = {"schema_version": store.SCHEMA_VERSION, "run_id": spec.run_id, "grid": spec.grid,
+           "label": spec.label}
+    rec.update(spec.config_dict())
+    rec.update(epochs=spec.train.epochs, reference=dict(spec.reference),
+               realised_noise_rate=None, transition_matrix=None, nominal_transition_matrix=None,
+               metrics=_empty_metrics(), test_acc_last=None, test_acc_best=None,
+               test_acc_last10=None, wall_seconds=None, device=str(dev),
+               env=environment(dev), status="running", error=None, started_at=_now(),
+               finished_at=None)
+    return rec
+
+
+def _empty_metrics() -> dict:
+    return {"epoch": [], "test_acc": [], "test_acc_networks": {}, "train_loss": [],
+            "selected_count": [], "label_precision": [], "label_recall": [],
+            "selected_per_class": [], "extra": {}}
+
+
+def _append_epoch(metrics: dict, epoch: int, result, accs: dict, reported: float,
+                  ctx: RunContext, clean: torch.Tensor) -> None:
+    n_before = len(metrics["epoch"])
+    metrics["epoch"].append(epoch)
+    metrics["test_acc"].append(reported)
+    for name, acc in accs.items():
+        metrics["test_acc_networks"].setdefault(name, [None] * n_before).append(acc)
+    metrics["train_loss"].append(float(result.train_loss))
+    if result.selected is not None:
+        diag = selection_diagnostics(result.selected, ctx.visited, ctx.noisy_labels, clean,
+                                     ctx.num_classes)
+    else:
+        diag = dict.fromkeys(("selected_count", "label_precision", "label_recall",
+                              "selected_per_class"))
+    for key, value in diag.items():
+        metrics[key].append(value)
+    for key, value in result.extra.items():
+        metrics["extra"].setdefault(key, [None] * n_before).append(
+            None if value is None else float(value))
+    for series in list(metrics["extra"].values()) + list(metrics["test_acc_networks"].values()):
+        while len(series) < n_before + 1:
+            series.append(None)
+
+
+def _final_metrics(metrics: dict) -> dict:
+    acc = metrics["test_acc"]
+    return {"test_acc_last": acc[-1], "test_acc_best": max(acc),
+            "test_acc_last10": float(np.mean(acc[-10:]))}
+
+
+def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metrics: dict,
+                     elapsed: float) -> None:
+    state = {"version": CHECKPOINT_VERSION, "next_epoch": next_epoch,
+             "method": method.state_dict(), "rng": ctx.rng_state(),
+             "metrics": json.dumps(metrics), "elapsed": elapsed}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, method, ctx: RunContext) -> tuple[int, dict, float]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise RuntimeError(f"checkpoint {path} has an unknown version")
+    method.load_state_dict(state["method"])
+    ctx.set_rng_state(state["rng"])
+    return int(state["next_epoch"]), json.loads(state["metrics"]), float(state["elapsed"])

@@ -1,0 +1,122 @@
+"""Run records on disk: one JSON file per run, written atomically; read back into pandas."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+REQUIRED_KEYS = (
+    "schema_version", "run_id", "grid", "label", "method", "method_params", "dataset", "network",
+    "noise_type", "noise_rate", "noise_variant", "noise_seed", "seed", "epochs", "train",
+    "reference", "realised_noise_rate", "transition_matrix", "metrics", "test_acc_last",
+    "test_acc_best", "test_acc_last10", "wall_seconds", "device", "env", "status", "error",
+)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: write non-finite floats as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_record(path: str | Path, record: dict) -> Path:
+    """Write ``record`` to ``path`` atomically: temporary file, fsync, rename.
+
+    A reader (or a runner killed at any moment) sees either no file or the whole record.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_clean(record), fh, indent=1, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def read_record(path: str | Path) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def validate_record(record: dict) -> list[str]:
+    """Problems with a record's schema (an empty list when it is valid)."""
+    problems = [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in record]
+    if problems:
+        return problems
+    if record["status"] not in ("ok", "failed"):
+        problems.append(f"status {record['status']!r} is neither ok nor failed")
+    if record["status"] == "ok":
+        m = record["metrics"]
+        n = len(m.get("epoch", []))
+        if n == 0:
+            problems.append("an ok record has no epochs")
+        for key in ("test_acc", "train_loss", "selected_count", "label_precision",
+                    "label_recall", "selected_per_class"):
+            if len(m.get(key, [])) != n:
+                problems.append(f"metrics.{key} has {len(m.get(key, []))} entries, not {n}")
+        for name, series in {**m.get("test_acc_networks", {}), **m.get("extra", {})}.items():
+            if len(series) != n:
+                problems.append(f"metrics series {name!r} has {len(series)} entries, not {n}")
+        for key in ("test_acc_last", "test_acc_best", "test_acc_last10"):
+            v = record[key]
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 100.0:
+                problems.append(f"{key} = {v!r} is not a percentage")
+    elif not record.get("error"):
+        problems.append("a failed record has no error text")
+    return problems
+
+
+def iter_record_paths(results_dir: str | Path, grid: str | None = None) -> Iterable[Path]:
+    root = Path(results_dir)
+    folders = [root / grid] if grid else sorted(p for p in root.glob("*") if p.is_dir())
+    for folder in folders:
+        yield from sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+
+
+def load_records(results_dir: str | Path, grid: str | None = None, *,
+                 include_failed: bool = False) -> pd.DataFrame:
+    """All records under ``results_dir`` (one grid or all) as a DataFrame, one row per run.
+
+    Scalar keys become columns; ``metrics``, ``method_params``, ``train``, ``reference`` and
+    ``env`` stay as dict columns; ``paper`` and ``protocol`` are lifted out of ``reference``.
+    """
+    rows = []
+    for path in iter_record_paths(results_dir, grid):
+        rec = read_record(path)
+        if rec.get("status") != "ok" and not include_failed:
+            continue
+        rec = dict(rec)
+        rec["path"] = str(path)
+        ref = rec.get("reference") or {}
+        rec["paper"] = ref.get("paper")
+        rec["protocol"] = ref.get("protocol")
+        rows.append(rec)
+    return pd.DataFrame(rows)
