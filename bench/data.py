@@ -141,12 +141,14 @@ def _load_idx(root: Path, folder: str, tv_class: str, *, download: bool, verify:
 
 @DATASETS.register("mnist")
 def load_mnist(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    """MNIST (torchvision IDX files under DATA_ROOT/MNIST/raw)."""
     return _load_idx(root, "MNIST", "MNIST", download=download, verify=verify,
                      mean=0.1307, std=0.3081, name="mnist")
 
 
 @DATASETS.register("fashion-mnist")
 def load_fashion_mnist(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    """Fashion-MNIST (IDX files under DATA_ROOT/FashionMNIST/raw)."""
     return _load_idx(root, "FashionMNIST", "FashionMNIST", download=download, verify=verify,
                      mean=0.2860, std=0.3530, name="fashion-mnist")
 
@@ -211,11 +213,13 @@ def _load_cifar(name: str, root: Path, *, download: bool, verify: bool) -> Image
 
 @DATASETS.register("cifar10")
 def load_cifar10(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    """CIFAR-10 (python batches under DATA_ROOT/cifar-10-batches-py)."""
     return _load_cifar("cifar10", root, download=download, verify=verify)
 
 
 @DATASETS.register("cifar100")
 def load_cifar100(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    """CIFAR-100 fine labels (DATA_ROOT/cifar-100-python)."""
     return _load_cifar("cifar100", root, download=download, verify=verify)
 
 
@@ -248,12 +252,14 @@ def _load_cifar_n(name: str, base: str, file: str, sets: dict[str, str], root: P
 
 @DATASETS.register("cifar10n")
 def load_cifar10n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    """CIFAR-10 images with the CIFAR-10N human label sets (aggre, worse, random1-3)."""
     return _load_cifar_n("cifar10n", "cifar10", "CIFAR-10_human.pt", CIFAR10N_SETS, root,
                          download=download, verify=verify)
 
 
 @DATASETS.register("cifar100n")
 def load_cifar100n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
+    """CIFAR-100 images with the CIFAR-100N human labels (noisy100)."""
     return _load_cifar_n("cifar100n", "cifar100", "CIFAR-100_human.pt", CIFAR100N_SETS, root,
                          download=download, verify=verify)
 

@@ -99,11 +99,12 @@ class RunContext:
         """The run's optimiser over ``params``; the engine applies the schedule each epoch."""
         cfg = self.train_cfg
         lr = cfg.lr if lr is None else lr
+        # fused kernels: one update kernel for all parameters (CPU and CUDA), same arithmetic
         if cfg.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+            opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, fused=True)
         else:
             opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum,
-                                  weight_decay=cfg.weight_decay)
+                                  weight_decay=cfg.weight_decay, fused=True)
         self._optimizers.append((opt, lr))
         return opt
 
@@ -356,6 +357,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
             if not math.isfinite(result.train_loss):
                 raise NonFiniteLossError(f"training loss is {result.train_loss} at epoch {epoch}")
             accs = evaluate(method, ctx, test_x, test_y)
+            _score_corrected_labels(method, result, clean)
             _append_epoch(metrics, epoch, result, accs, reported_accuracy(method, accs), ctx,
                           clean)
             if on_epoch is not None:
@@ -437,6 +439,18 @@ def _append_epoch(metrics: dict, epoch: int, result, accs: dict, reported: float
     for series in list(metrics["extra"].values()) + list(metrics["test_acc_networks"].values()):
         while len(series) < n_before + 1:
             series.append(None)
+
+
+def _score_corrected_labels(method, result, clean: torch.Tensor) -> None:
+    """Label-correcting methods expose ``corrected_labels`` (N,); score them here, where the
+    clean labels are known, as ``extra.corrected_label_acc`` (percent of known labels)."""
+    corrected = getattr(method, "corrected_labels", None)
+    if corrected is None:
+        return
+    known = clean >= 0
+    if known.any():
+        hits = (corrected.to(clean.device)[known] == clean[known]).float().mean()
+        result.extra["corrected_label_acc"] = 100.0 * float(hits)
 
 
 def _final_metrics(metrics: dict) -> dict:

@@ -150,11 +150,13 @@ def asymmetric_map(dataset: str, num_classes: int) -> dict[int, int]:
 
 @NOISE_MODELS.register("none")
 def no_noise(clean_labels, *, num_classes, rate, rng, dataset, variant=None, features=None):
+    """Clean labels (the upper bound of every table)."""
     return NoiseDraw(np.asarray(clean_labels, dtype=np.int64).copy(), np.eye(num_classes))
 
 
 @NOISE_MODELS.register("symmetric")
 def symmetric(clean_labels, *, num_classes, rate, rng, dataset, variant=None, features=None):
+    """Co-teaching/JoCoR symmetric: a flipped label is uniform over the K-1 other classes."""
     t = symmetric_matrix(num_classes, _check_rate(rate, "symmetric"))
     return NoiseDraw(sample_from_matrix(clean_labels, t, rng), t)
 
@@ -172,12 +174,14 @@ def symmetric_inclusive(clean_labels, *, num_classes, rate, rng, dataset, varian
 
 @NOISE_MODELS.register("pairflip")
 def pairflip(clean_labels, *, num_classes, rate, rng, dataset, variant=None, features=None):
+    """Pair flip: class i becomes (i+1) mod K with probability r (RSL: "pairwise")."""
     t = pairflip_matrix(num_classes, _check_rate(rate, "pairflip"))
     return NoiseDraw(sample_from_matrix(clean_labels, t, rng), t)
 
 
 @NOISE_MODELS.register("asymmetric")
 def asymmetric(clean_labels, *, num_classes, rate, rng, dataset, variant=None, features=None):
+    """The papers' class maps (MNIST, CIFAR-10; CIFAR-100 as JoCoR's blocks of five)."""
     rate = _check_rate(rate, "asymmetric")
     t = class_map_matrix(num_classes, rate, asymmetric_map(dataset, num_classes))
     return NoiseDraw(sample_from_matrix(clean_labels, t, rng), t)
@@ -186,6 +190,7 @@ def asymmetric(clean_labels, *, num_classes, rate, rng, dataset, variant=None, f
 @NOISE_MODELS.register("asymmetric_superclass")
 def asymmetric_superclass(clean_labels, *, num_classes, rate, rng, dataset, variant=None,
                           features=None):
+    """CIFAR-100: next fine class within the true super-class (the corrected JoCoR map)."""
     if num_classes != 100:
         raise ConfigError("asymmetric_superclass noise is defined for CIFAR-100 only")
     rate = _check_rate(rate, "asymmetric_superclass")

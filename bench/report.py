@@ -1,0 +1,449 @@
+"""The statistical report of a grid: ``python -m bench.report``.
+
+For every grid under ``results/`` it writes
+
+* ``reports/<grid>.md``: per dataset the mean accuracy with its 95% interval and run count for
+  every method and noise setting, the paper's number with its provenance, the test against it
+  (Holm-adjusted) and a verdict; the methods of each cell compared pairwise on shared seeds;
+  Friedman test, average ranks, critical difference and IQM across cells;
+* ``reports/<grid>/summary.csv``: one row per (cell, method label) with every number above;
+* ``reports/<grid>/*.png``: accuracy against noise rate, test accuracy and label precision per
+  epoch, and the critical-difference diagram.
+
+Cells with fewer than two runs are shown, marked with a dagger, and never tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.errors import BenchError
+from bench.papers import load_paper_numbers, lookup
+
+__all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "main"]
+
+CELL = ["dataset", "noise_type", "noise_rate", "noise_variant"]
+PROTOCOLS = ("last", "best", "last10")
+PROTOCOL_TEXT = {
+    "last": "test accuracy at the last epoch",
+    "best": "best test accuracy over all epochs",
+    "last10": "mean test accuracy over the last ten epochs",
+}
+DAGGER = "†"
+
+
+class ReportError(BenchError):
+    """Bad input for a report (no records, unknown grid); printed as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    protocol: str
+    margin: float = 1.0
+    alpha: float = 0.05
+    confidence: float = 0.95
+    n_boot: int = 2000
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the records
+# --------------------------------------------------------------------------------------------
+
+
+def find_grids(results_dir: Path, grid: str | None = None) -> list[str]:
+    """The grids to report on: ``grid`` if it has records, else every folder with records."""
+    known = sorted(p.name for p in results_dir.iterdir() if p.is_dir() and any(p.glob("*.json"))) \
+        if results_dir.is_dir() else []
+    if grid is not None:
+        if grid in known:
+            return [grid]
+        if (results_dir / grid).is_dir():
+            raise ReportError(f"no run records in {results_dir / grid}")
+        listed = ", ".join(known) if known else "none"
+        raise ReportError(f"unknown grid {grid!r}: grids with records in {results_dir}: {listed}")
+    if not known:
+        raise ReportError(f"no run records in {results_dir} (run a grid first)")
+    return known
+
+
+def _from_curve(metrics: object, protocol: str) -> float:
+    curve = np.array([np.nan if v is None else v for v in (metrics or {}).get("test_acc", [])], dtype=float) \
+        if isinstance(metrics, dict) else np.array([])
+    if curve.size == 0:
+        return math.nan
+    return float({"last": curve[-1], "best": np.nanmax(curve), "last10": np.nanmean(curve[-10:])}[protocol])
+
+
+def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
+    """The successful runs of one grid, one row per run, with the cell columns normalised."""
+    from bench.store import load_records
+
+    try:
+        runs = load_records(results_dir, grid)
+    except (OSError, ValueError) as err:
+        raise ReportError(f"cannot read the records of grid {grid!r}: {err}") from None
+    if runs.empty:
+        raise ReportError(f"no successful runs in {results_dir / grid}")
+    runs = runs.copy()
+    for col, default in (("label", None), ("paper", None), ("protocol", None), ("noise_variant", None),
+                         ("noise_seed", 0), ("seed", 0), ("metrics", None), ("realised_noise_rate", np.nan)):
+        if col not in runs:
+            runs[col] = default
+    runs["label"] = runs["label"].fillna(runs["method"])
+    runs["grid"] = grid
+    runs["noise_rate"] = pd.to_numeric(runs["noise_rate"], errors="coerce").astype(float)
+    # "" rather than None so that groupby keeps cells without a variant together.
+    runs["noise_variant"] = runs["noise_variant"].fillna("").astype(str)
+    return runs
+
+
+def grid_protocol(runs: pd.DataFrame) -> str:
+    """The grid's ``reference.protocol`` (the most common one), else ``last10``."""
+    values = runs["protocol"].dropna()
+    values = values[values.isin(PROTOCOLS)]
+    return str(values.mode().iloc[0]) if not values.empty else "last10"
+
+
+def with_accuracy(runs: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Add ``acc``: the accuracy the protocol reports, from the record or else its curve."""
+    col = f"test_acc_{protocol}"
+    acc = pd.to_numeric(runs[col], errors="coerce") if col in runs else pd.Series(np.nan, index=runs.index)
+    fallback = runs["metrics"].map(lambda m: _from_curve(m, protocol))
+    return runs.assign(acc=acc.fillna(fallback).astype(float))
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------------
+
+
+def _first(values: pd.Series) -> object:
+    values = values.dropna()
+    return values.iloc[0] if not values.empty else None
+
+
+def summarise(runs: pd.DataFrame, papers: pd.DataFrame, settings: Settings, *, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per (cell, label): description, the paper's number and the test against it.
+
+    Tests are Holm-adjusted across each dataset's table; the verdict uses the adjusted p-values.
+    """
+    rows, tests = [], []
+    for key, group in runs.groupby(CELL + ["label"], dropna=False, sort=True):
+        dataset, noise_type, noise_rate, variant, label = key
+        x = group["acc"].dropna().to_numpy(dtype=float)
+        desc = stats.describe(x, confidence=settings.confidence, n_boot=settings.n_boot, rng=rng)
+        method, paper = str(group["method"].iloc[0]), _first(group["paper"])
+        prow = lookup(papers, paper=paper, dataset=dataset, noise_type=noise_type, noise_rate=noise_rate,
+                      method=method, protocol=settings.protocol) if paper else None
+        row = {"grid": group["grid"].iloc[0], "dataset": dataset, "noise_type": noise_type,
+               "noise_rate": noise_rate, "noise_variant": variant, "method": method, "label": label,
+               "protocol": settings.protocol, **{k: v for k, v in desc.as_dict().items() if k != "note"},
+               "realised_noise_rate": float(pd.to_numeric(group["realised_noise_rate"], errors="coerce").mean()),
+               "paper": paper, "paper_table": None, "paper_mean": np.nan, "paper_std": np.nan,
+               "paper_n": np.nan, "provenance": None, "diff": np.nan, "test": None, "p_value": np.nan,
+               "p_holm": np.nan, "p_tost": np.nan, "p_tost_holm": np.nan,
+               "verdict": stats.TOO_FEW if desc.n < 2 else "", "seeds_needed": np.nan, "note": desc.note}
+        test = None
+        if prow is not None:
+            row.update(paper_table=prow["table"], paper_mean=prow["mean"], paper_std=prow["std"],
+                       paper_n=prow["n_runs"], provenance=prow["provenance"])
+            test = stats.test_against_paper(x, paper_mean=prow["mean"], paper_std=prow["std"],
+                                            paper_n=prow["n_runs"], margin=settings.margin, alpha=settings.alpha)
+            row.update(diff=test.diff, test=test.test, p_value=test.p_value, p_tost=test.p_tost,
+                       verdict=test.verdict, seeds_needed=test.seeds_needed)
+        rows.append(row)
+        tests.append(test)
+    summary = pd.DataFrame(rows)
+    for _, idx in summary.groupby("dataset").groups.items():
+        tested = [i for i in idx if tests[i] is not None]
+        for i, adj in zip(tested, stats.apply_holm([tests[i] for i in tested], alpha=settings.alpha)):
+            summary.loc[i, ["p_holm", "p_tost_holm", "verdict", "seeds_needed"]] = [
+                adj["p_holm"], adj["p_tost_holm"], adj["verdict"], adj["seeds_needed"]]
+    return summary
+
+
+def _by_seed(group: pd.DataFrame) -> pd.Series:
+    # A rerun of the same (seed, noise_seed) is averaged so that pairs stay one-to-one.
+    return group.groupby(["seed", "noise_seed"])["acc"].mean().dropna()
+
+
+def pairwise(runs: pd.DataFrame, settings: Settings, *, rng: np.random.Generator) -> pd.DataFrame:
+    """Every pair of labels within each cell, paired by (seed, noise_seed); Holm within a cell."""
+    out = []
+    for cell, group in runs.groupby(CELL, dropna=False, sort=True):
+        per_label = {label: _by_seed(g) for label, g in group.groupby("label", sort=True)}
+        rows = []
+        for a, b in itertools.combinations(sorted(per_label), 2):
+            joined = pd.concat([per_label[a], per_label[b]], axis=1, join="inner").to_numpy()
+            res = stats.paired_comparison(joined[:, 0], joined[:, 1], confidence=settings.confidence,
+                                          n_boot=settings.n_boot, rng=rng)
+            rows.append({**dict(zip(CELL, cell)), "a": a, "b": b, **res.as_dict()})
+        if not rows:
+            continue
+        frame = pd.DataFrame(rows)
+        frame["p_t_holm"] = stats.holm(frame["p_t"])
+        frame["p_wilcoxon_holm"] = stats.holm(frame["p_wilcoxon"])
+        out.append(frame)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+@dataclass
+class Across:
+    """Friedman / ranks / CD over cells where every label ran, and IQM per dataset."""
+
+    labels: list[str]
+    n_cells: int
+    friedman: stats.FriedmanResult | None
+    iqm: pd.DataFrame
+    note: str
+
+
+def across_cells(runs: pd.DataFrame, summary: pd.DataFrame, settings: Settings, *,
+                 rng: np.random.Generator) -> Across:
+    # A string key per cell: NaN rates (real-world noise) would otherwise vanish from the index.
+    keyed = summary.assign(cell=["|".join(map(str, key)) for key in summary[CELL].itertuples(index=False)])
+    matrix = keyed.pivot(index="cell", columns="label", values="mean")
+    complete = matrix.dropna()
+    note = ""
+    if len(complete) < len(matrix):
+        note = f"{len(matrix) - len(complete)} of {len(matrix)} cells left out: not every method ran there"
+    labels = [str(c) for c in complete.columns]
+    result = stats.friedman(complete.to_numpy(), alpha=settings.alpha) \
+        if len(labels) >= 2 and len(complete) >= 1 else None
+    iqm_rows = []
+    for (dataset, label), group in runs.groupby(["dataset", "label"], sort=True):
+        per_cell = [g["acc"].dropna().to_numpy() for _, g in group.groupby(CELL[1:], dropna=False)]
+        value, low, high = stats.iqm_interval(per_cell, confidence=settings.confidence,
+                                              n_boot=settings.n_boot, rng=rng)
+        iqm_rows.append({"dataset": dataset, "label": label, "cells": len(per_cell),
+                         "runs": int(sum(len(c) for c in per_cell)), "iqm": value, "low": low, "high": high})
+    return Across(labels, len(complete), result, pd.DataFrame(iqm_rows), note)
+
+
+# --------------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------------
+
+
+def _f(x: object, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float, np.floating)) and np.isfinite(x) else ""
+
+
+def _p(p: object) -> str:
+    if not isinstance(p, (int, float, np.floating)) or not np.isfinite(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def setting_name(noise_type: str, noise_rate: float, variant: str = "") -> str:
+    rate = f" {noise_rate * 100:g}%" if isinstance(noise_rate, float) and np.isfinite(noise_rate) else ""
+    return f"{noise_type}{rate}" + (f" ({variant})" if variant else "")
+
+
+def _slug(dataset: str, noise_type: str, noise_rate: float, variant: str) -> str:
+    rate = f"_{noise_rate:g}" if np.isfinite(noise_rate) else ""
+    return f"{dataset}_{noise_type}{rate}" + (f"_{variant}" if variant else "")
+
+
+def _ours(row: pd.Series) -> str:
+    if row["n"] < 2:
+        return f"{_f(row['mean'])} ({row['n']}) {DAGGER}"
+    return f"{_f(row['mean'])} [{_f(row['ci_low'])}, {_f(row['ci_high'])}] ({row['n']})"
+
+
+def _paper(row: pd.Series) -> str:
+    if not np.isfinite(row["paper_mean"]):
+        return ""
+    std = f" ± {_f(row['paper_std'])}" if np.isfinite(row["paper_std"]) else ""
+    return f"{_f(row['paper_mean'])}{std} ({row['provenance']})"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, settings: Settings,
+                     figures: dict[str, Path]) -> list[str]:
+    data = summary[summary["dataset"] == dataset].copy()
+    data["setting"] = [setting_name(t, r, v) for t, r, v in zip(data["noise_type"], data["noise_rate"], data["noise_variant"])]
+    settings_order = list(dict.fromkeys(data["setting"]))
+    matrix = data.assign(cell=data.apply(_ours, axis=1)).pivot(index="label", columns="setting", values="cell")
+    matrix = matrix.reindex(columns=settings_order).fillna("").reset_index().rename(columns={"label": "method"})
+    lines = [f"## {dataset}", "", "Mean test accuracy (%) [95% t-interval over seeds] (runs):", "", _table(matrix), ""]
+    against = pd.DataFrame({
+        "setting": data["setting"], "method": data["label"],
+        "ours [95% CI]": data.apply(_ours, axis=1),
+        "BCa 95%": [f"[{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else "" for lo, hi in zip(data["boot_low"], data["boot_high"])],
+        "realised noise": data["realised_noise_rate"].map(lambda v: _f(v, 3)),
+        "paper": data.apply(_paper, axis=1), "Δ": data["diff"].map(_f),
+        "p (Holm)": data["p_holm"].map(_p), "TOST p (Holm)": data["p_tost_holm"].map(_p),
+        "verdict": data["verdict"],
+        "seeds for equivalence": [_f(s, 0) if v == stats.INCONCLUSIVE else "" for s, v in zip(data["seeds_needed"], data["verdict"])],
+    })
+    lines += ["### Against the paper", "", _table(against), ""]
+    cell_pairs = pairs[pairs["dataset"] == dataset] if not pairs.empty else pairs
+    if not cell_pairs.empty:
+        lines += ["### Methods compared within each cell (paired by seed)", ""]
+        for cell, group in cell_pairs.groupby(CELL[1:], dropna=False, sort=True):
+            shown = pd.DataFrame({
+                "a": group["a"], "b": group["b"], "pairs": group["n"].astype(str),
+                "mean a − b [95% CI]": [f"{_f(d)} [{_f(lo)}, {_f(hi)}]" if n >= 2 else f"{_f(d)} {DAGGER}"
+                                        for d, lo, hi, n in zip(group["mean_diff"], group["ci_low"], group["ci_high"], group["n"])],
+                "t-test p (Holm)": group["p_t_holm"].map(_p), "Wilcoxon p (Holm)": group["p_wilcoxon_holm"].map(_p),
+                "P(a > b) [95% CI]": [f"{_f(p)} [{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else _f(p)
+                                      for p, lo, hi in zip(group["prob_improvement"], group["poi_low"], group["poi_high"])],
+            })
+            lines += [f"**{setting_name(*cell)}**", "", _table(shown), ""]
+    curves = [(key[0], key[1:], path) for key, path in figures.items()
+              if isinstance(key, tuple) and key[1] == dataset]
+    if curves:
+        lines.append("Per-epoch curves (mean and 95% band): " + ", ".join(
+            f"[{kind.replace('_', ' ')}, {setting_name(*cell[1:])}]({path.parent.name}/{path.name})" for kind, cell, path in curves))
+        lines.append("")
+    return lines
+
+
+def _across_section(across: Across, settings: Settings, figures: dict) -> list[str]:
+    lines = ["## Across cells", ""]
+    fr = across.friedman
+    if fr is None:
+        lines += ["Fewer than two methods or no cell where every method ran: no ranking.", ""]
+    else:
+        test = (f"Friedman χ² = {_f(fr.statistic)}, p = {_p(fr.p_value)}"
+                if np.isfinite(fr.statistic) else f"Friedman test not run ({fr.note})")
+        lines += [f"{test}; {fr.n_cells} cells, {fr.k} methods; Nemenyi critical difference "
+                  f"(α = {settings.alpha:g}) = {_f(fr.cd)} ranks.", ""]
+        ranks = pd.DataFrame({"method": across.labels, "average rank": [_f(r) for r in fr.ranks]})
+        lines += [_table(ranks.iloc[np.argsort(fr.ranks)]), ""]
+    if across.note:
+        lines += [f"({across.note}.)", ""]
+    if not across.iqm.empty:
+        iqm = across.iqm.assign(**{"IQM [95% CI]": [f"{_f(v)} [{_f(lo)}, {_f(hi)}]" for v, lo, hi in
+                                                    zip(across.iqm["iqm"], across.iqm["low"], across.iqm["high"])]})
+        shown = iqm.pivot(index="label", columns="dataset", values="IQM [95% CI]").fillna("").reset_index()
+        lines += ["Interquartile mean of all runs per dataset (25% trimmed mean; stratified bootstrap "
+                  "interval resampling runs within each cell):", "", _table(shown.rename(columns={"label": "method"})), ""]
+    for key, title in (("accuracy_vs_noise", "Accuracy against noise rate"), ("cd_diagram", "Critical-difference diagram")):
+        if key in figures:
+            path = figures[key]
+            lines += [f"![{title}]({path.parent.name}/{path.name})", ""]
+    return lines
+
+
+def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across, settings: Settings,
+           figures: dict) -> str:
+    n_runs = int(summary["n"].sum())
+    lines = [
+        f"# Report: {grid}", "",
+        f"{n_runs} runs, {summary[CELL].drop_duplicates().shape[0]} noise settings, "
+        f"{summary['label'].nunique()} methods. Protocol `{settings.protocol}`: {PROTOCOL_TEXT[settings.protocol]}.", "",
+        f"Against a paper's number: Welch's t-test when the paper gives std and run count, else a one-sample "
+        f"t-test; equivalence by two one-sided tests within ±{settings.margin:g} accuracy points; p-values "
+        f"Holm-adjusted across each dataset's table. Verdicts: **reproduced** (equivalent within the margin), "
+        f"**below** / **above** (significantly different), **inconclusive** (neither; the seeds column says how "
+        f"many seeds equivalence would need at the observed std), **{stats.TOO_FEW}** ({DAGGER}: one run, "
+        f"shown but never tested). A paper number's provenance is in brackets: verified, secondary (a source "
+        f"quoting the paper) or recalled (from memory of the literature, a lead only).", "",
+    ]
+    for dataset in dict.fromkeys(summary["dataset"]):
+        lines += _dataset_section(dataset, summary, pairs, settings, figures)
+    lines += _across_section(across, settings, figures)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Figures and the whole report
+# --------------------------------------------------------------------------------------------
+
+
+def _draw(grid_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, across: Across, settings: Settings) -> dict:
+    from bench import figures as fig
+
+    out: dict = {}
+    path = fig.accuracy_vs_noise(summary, grid_dir / "accuracy_vs_noise.png", protocol=settings.protocol)
+    if path:
+        out["accuracy_vs_noise"] = path
+    for cell, group in runs.groupby(CELL, dropna=False, sort=True):
+        name = setting_name(*cell[1:])
+        slug = _slug(*cell)
+        for metric, ylabel, scale in (("test_acc", "test accuracy (%)", 1.0),
+                                      ("label_precision", "label precision of the selected set (%)", 100.0)):
+            path = fig.epoch_curves(group, grid_dir / f"{metric}_{slug}.png", metric=metric,
+                                    title=f"{cell[0]}, {name}", ylabel=ylabel, scale=scale)
+            if path:
+                out[(metric, *cell)] = path
+    fr = across.friedman
+    if fr is not None and np.isfinite(fr.cd):
+        path = fig.cd_diagram(fr.ranks, across.labels, cd=fr.cd, path=grid_dir / "cd_diagram.png",
+                              title=f"average ranks over {fr.n_cells} cells")
+        if path:
+            out["cd_diagram"] = path
+    return out
+
+
+def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | None = None,
+                 protocol: str | None = None, margin: float = 1.0, seed: int = 0, figures: bool = True,
+                 n_boot: int = 2000, papers: pd.DataFrame | None = None) -> list[Path]:
+    """Write the report of each grid (or of ``grid``); returns the markdown files written."""
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    papers = load_paper_numbers() if papers is None else papers
+    written = []
+    for name in find_grids(results_dir, grid):
+        runs = load_runs(results_dir, name)
+        settings = Settings(protocol=protocol or grid_protocol(runs), margin=margin, n_boot=n_boot, seed=seed)
+        runs = with_accuracy(runs, settings.protocol)
+        rng = np.random.default_rng(seed)
+        summary = summarise(runs, papers, settings, rng=rng)
+        pairs = pairwise(runs, settings, rng=rng)
+        across = across_cells(runs, summary, settings, rng=rng)
+        grid_dir = out_dir / name
+        grid_dir.mkdir(parents=True, exist_ok=True)
+        drawn = _draw(grid_dir, runs, summary, across, settings) if figures else {}
+        summary.to_csv(grid_dir / "summary.csv", index=False)
+        md = out_dir / f"{name}.md"
+        md.write_text(render(name, summary, pairs, across, settings, drawn), encoding="utf-8")
+        written.append(md)
+    return written
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="results", help="folder of run records (default: results)")
+    p.add_argument("--out", default="reports", help="folder for the reports (default: reports)")
+    p.add_argument("--grid", default=None, help="report on this grid only (default: every grid)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help="accuracy to report (default: the grid's reference.protocol, else last10)")
+    p.add_argument("--margin", type=float, default=1.0, help="equivalence margin in accuracy points (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--no-figures", action="store_true", help="write no PNG files")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        written = build_report(args.results, args.out, grid=args.grid, protocol=args.protocol,
+                               margin=args.margin, seed=args.seed, figures=not args.no_figures,
+                               n_boot=args.n_boot)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

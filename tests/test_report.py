@@ -1,0 +1,198 @@
+"""The report end to end on synthetic run records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import report
+
+EPOCHS = 12
+
+
+def _record(*, grid: str, label: str, method: str, dataset: str, noise_type: str, noise_rate: float | None,
+            seed: int, level: float, rng: np.random.Generator, paper: str | None = None,
+            protocol: str = "last10", selection: bool = True) -> dict:
+    """One run record in the documented format; its test accuracy rises to about ``level``."""
+    epochs = np.arange(1, EPOCHS + 1)
+    curve = level + rng.normal(0, 0.3) - 20 * np.exp(-epochs) + rng.normal(0, 0.2, EPOCHS)
+    curve = np.clip(curve, 0, 100)
+    precision = np.clip(0.7 + 0.02 * np.arange(EPOCHS) + rng.normal(0, 0.01, EPOCHS), 0, 1)
+    nan_list = [None] * EPOCHS
+    return {
+        "schema_version": 1, "run_id": f"{label}-{noise_type}-{noise_rate}-{seed}", "grid": grid,
+        "label": label, "method": method, "method_params": {}, "dataset": dataset, "network": "mlp",
+        "noise_type": noise_type, "noise_rate": noise_rate, "noise_variant": None, "noise_seed": seed,
+        "seed": seed, "epochs": EPOCHS, "train": {},
+        "reference": {"paper": paper, "table": None, "protocol": protocol},
+        "realised_noise_rate": (noise_rate or 0.0) * 0.98, "transition_matrix": [[1.0]],
+        "nominal_transition_matrix": None,
+        "metrics": {
+            "epoch": list(range(1, EPOCHS + 1)), "test_acc": curve.tolist(),
+            "test_acc_networks": {"net1": curve.tolist()}, "train_loss": np.linspace(2, 0.5, EPOCHS).tolist(),
+            "selected_count": [100] * EPOCHS if selection else nan_list,
+            "label_precision": precision.tolist() if selection else nan_list,
+            "label_recall": precision.tolist() if selection else nan_list,
+            "selected_per_class": [[10] * 10] * EPOCHS, "extra": {},
+        },
+        "test_acc_last": float(curve[-1]), "test_acc_best": float(curve.max()),
+        "test_acc_last10": float(curve[-10:].mean()), "wall_seconds": 1.0, "device": "cpu", "env": {},
+        "status": "ok", "error": None, "started_at": "2024-01-01T00:00:00Z", "finished_at": "2024-01-01T00:00:01Z",
+    }
+
+
+def _write(folder: Path, rec: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    """Grid ``synth``: two methods x two noise settings x 5 seeds, except one single-run cell.
+
+    ``jocor`` on CIFAR-10 symmetric 50% sits on the JoCoR paper's 79.41 so that a paper number
+    (with its provenance) appears in the report.
+    """
+    rng = np.random.default_rng(1)
+    root = tmp_path / "results"
+    grid = root / "synth"
+    levels = {("jocor", 0.2): 85.8, ("jocor", 0.5): 79.5, ("standard", 0.2): 69.0, ("standard", 0.5): 43.0}
+    for (method, rate), level in levels.items():
+        seeds = [0] if (method, rate) == ("standard", 0.5) else range(5)
+        for seed in seeds:
+            _write(grid, _record(grid="synth", label=method, method=method, dataset="cifar10",
+                                 noise_type="symmetric", noise_rate=rate, seed=seed, level=level, rng=rng,
+                                 paper="jocor", selection=(method == "jocor")))
+    # a failed run is ignored
+    bad = _record(grid="synth", label="jocor", method="jocor", dataset="cifar10", noise_type="symmetric",
+                  noise_rate=0.2, seed=9, level=10.0, rng=rng, paper="jocor")
+    bad.update(status="failed", error="CUDA error", run_id="failed-run")
+    _write(grid, bad)
+    return root
+
+
+def test_end_to_end(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "reports"
+    code = report.main(["--results", str(results), "--out", str(out), "--n-boot", "300"])
+    assert code == 0
+    md = out / "synth.md"
+    assert md.is_file() and md.stat().st_size > 0
+    text = md.read_text()
+    grid_dir = out / "synth"
+    pngs = sorted(grid_dir.glob("*.png"))
+    names = {p.name for p in pngs}
+    assert "accuracy_vs_noise.png" in names
+    assert "test_acc_cifar10_symmetric_0.5.png" in names
+    assert "label_precision_cifar10_symmetric_0.2.png" in names
+    assert all(p.stat().st_size > 1000 for p in pngs)
+
+    summary = pd.read_csv(grid_dir / "summary.csv")
+    assert len(summary) == 4
+    single = summary[(summary["label"] == "standard") & (summary["noise_rate"] == 0.5)].iloc[0]
+    assert single["n"] == 1 and single["verdict"] == "too few runs"
+    assert np.isnan(single["p_value"]) and np.isnan(single["p_holm"]) and np.isnan(single["ci_low"])
+    # the single run is shown with its mark, and never tested
+    assert "(1) †" in text
+
+    jocor = summary[(summary["label"] == "jocor") & (summary["noise_rate"] == 0.5)].iloc[0]
+    assert jocor["paper_mean"] == pytest.approx(79.41)
+    assert jocor["provenance"] == "secondary"
+    assert jocor["verdict"] in {"reproduced", "inconclusive"}
+    assert "79.41 ± 0.25 (secondary)" in text
+    # a recalled number is never shown without its tag
+    assert "69.18 ± 0.52 (recalled)" in text
+    assert "## Across cells" in text and "Methods compared within each cell" in text
+    assert capsys.readouterr().out.strip().endswith("synth.md")
+
+
+def test_summary_schema(results: Path, tmp_path: Path) -> None:
+    report.build_report(results, tmp_path / "r", figures=False, n_boot=200)
+    summary = pd.read_csv(tmp_path / "r" / "synth" / "summary.csv")
+    numeric = ["n", "mean", "std", "ci_low", "ci_high", "boot_low", "boot_high", "paper_mean", "paper_std",
+               "paper_n", "p_value", "p_holm", "seeds_needed", "noise_rate", "realised_noise_rate"]
+    for col in numeric + ["grid", "dataset", "noise_type", "noise_variant", "method", "label", "protocol",
+                          "verdict", "provenance"]:
+        assert col in summary.columns, col
+    for col in numeric:
+        assert pd.api.types.is_numeric_dtype(summary[col]), col
+    assert set(summary["protocol"]) == {"last10"}
+    assert not list((tmp_path / "r" / "synth").glob("*.png"))
+
+
+def test_holm_and_protocol(results: Path, tmp_path: Path) -> None:
+    report.build_report(results, tmp_path / "r", figures=False, n_boot=200)
+    summary = pd.read_csv(tmp_path / "r" / "synth" / "summary.csv")
+    tested = summary[summary["p_value"].notna()]
+    assert len(tested) == 3  # the single-run cell is not tested
+    assert (tested["p_holm"] >= tested["p_value"] - 1e-12).all()
+    assert (tested["p_holm"] <= 1).all()
+    # The JoCoR paper reports the mean of the last ten epochs only: nothing to compare under "last".
+    report.build_report(results, tmp_path / "l", figures=False, n_boot=200, protocol="last")
+    last = pd.read_csv(tmp_path / "l" / "synth" / "summary.csv")
+    assert set(last["protocol"]) == {"last"}
+    assert last["paper_mean"].isna().all()
+
+
+def test_pairwise_paired_by_seed(results: Path) -> None:
+    runs = report.with_accuracy(report.load_runs(results, "synth"), "last10")
+    pairs = report.pairwise(runs, report.Settings(protocol="last10", n_boot=200), rng=np.random.default_rng(0))
+    row = pairs[pairs["noise_rate"] == 0.2].iloc[0]
+    assert (row["a"], row["b"], row["n"]) == ("jocor", "standard", 5)
+    assert row["prob_improvement"] == 1.0 and row["mean_diff"] > 10
+    single = pairs[pairs["noise_rate"] == 0.5].iloc[0]
+    assert single["n"] == 1 and np.isnan(single["p_t"])
+
+
+def test_small_grid_without_papers(tmp_path: Path) -> None:
+    """The demo's shape: dataset digits, no paper, three methods so that ranks are computed."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "results"
+    for method, level in (("standard", 80.0), ("coteaching", 84.0), ("jocor", 86.0)):
+        for noise_type, rate in (("symmetric", 0.2), ("pairflip", 0.45)):
+            for seed in range(5):
+                _write(root / "demo", _record(grid="demo", label=method, method=method, dataset="digits",
+                                              noise_type=noise_type, noise_rate=rate, seed=seed,
+                                              level=level - 20 * rate, rng=rng, selection=method != "standard"))
+    out = tmp_path / "reports"
+    assert report.main(["--results", str(root), "--out", str(out), "--grid", "demo", "--n-boot", "200"]) == 0
+    summary = pd.read_csv(out / "demo" / "summary.csv")
+    assert summary["paper_mean"].isna().all() and summary["p_value"].isna().all()
+    assert (summary["n"] == 5).all()
+    assert (out / "demo" / "cd_diagram.png").stat().st_size > 1000
+    text = (out / "demo.md").read_text()
+    assert "Friedman" in text and "digits" in text
+
+
+@pytest.mark.parametrize("case", ["empty", "missing", "unknown_grid", "empty_grid"])
+def test_bad_input_exits_2(case: str, results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["--out", str(tmp_path / "reports")]
+    if case == "empty":
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        argv += ["--results", str(empty)]
+    elif case == "missing":
+        argv += ["--results", str(tmp_path / "nowhere")]
+    elif case == "unknown_grid":
+        argv += ["--results", str(results), "--grid", "nope"]
+    else:
+        (results / "hollow").mkdir()
+        argv += ["--results", str(results), "--grid", "hollow"]
+    assert report.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_module_entry_point(results: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bench.report", "--results", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no run records") and "Traceback" not in proc.stderr
