@@ -15,7 +15,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
                             ("networks", NETWORKS), ("methods", METHODS)):
         print(f"{title}:")
         for name in registry.names():
-            doc = (registry.get(name).__doc__ or "").strip().splitlines()
+            obj = registry.get(name)
+            doc = (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()
             print(f"  {name:<24} {doc[0] if doc else ''}")
     return 0
 

@@ -270,7 +270,4 @@ def load_cifar_n_labels(path: str | Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in labels.items()}
 
 
-try:  # the file-backed real-world datasets register themselves
-    import bench.data_real  # noqa: F401,E402
-except ImportError:  # pragma: no cover - optional module
-    pass
+import bench.data_real  # noqa: F401,E402  (the file-backed real-world datasets register)

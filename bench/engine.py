@@ -31,7 +31,7 @@ from torch import nn
 from bench import store
 from bench.config import RunSpec
 from bench.data import ImageData, load_dataset
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.models import build_network
 from bench.noise import apply_noise, realised_noise_rate, realised_transition_matrix
 from bench.registry import METHODS
@@ -169,6 +169,11 @@ class RunContext:
             self.visited[idx] = True
             yield self.fetch(idx, augment=augment), self.noisy_labels[idx], idx
 
+    def mark_all_visited(self) -> None:
+        """For methods that rank every training sample (not only the batches they visit), so
+        that label recall is computed over the whole training set."""
+        self.visited.fill_(True)
+
     def eval_train_batches(self, *, batch_size: int = 1024,
                            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """All training samples in order, untransformed by augmentation: ``(x, noisy_y, idx)``."""
@@ -220,6 +225,9 @@ def evaluate(method, ctx: RunContext, test_x: Any, test_y: torch.Tensor) -> dict
     total = len(test_y)
     if cfg.test_drop_last:  # the official loaders score only whole batches (9,984 of 10,000)
         total -= total % cfg.test_batch_size
+        if total == 0:
+            raise ConfigError(f"test_drop_last with test_batch_size {cfg.test_batch_size} "
+                              f"scores none of the {len(test_y)} test images")
     correct: dict[str, torch.Tensor] = {}
     for start in range(0, total, 1024):
         stop = min(start + 1024, total)
@@ -301,13 +309,23 @@ def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None
     features = None
     if spec.noise_type == "instance":
         features = data.train_images.reshape(len(clean), -1).float().div(255.0).numpy()
+    human_labels = None
+    if spec.noise_type == "human":
+        if not data.human_labels:
+            raise ConfigError(f"dataset {spec.dataset!r} has no human label sets; use one of "
+                              "cifar10n, cifar100n, clothing1m, food101n, webvision")
+        variant = spec.noise_variant or data.default_noise_variant
+        if variant not in data.human_labels:
+            raise ConfigError(f"{spec.dataset} has no label set {variant!r}; known: "
+                              f"{', '.join(sorted(data.human_labels))}")
+        human_labels = data.human_labels[variant]
     draw = apply_noise(spec.noise_type, clean, num_classes=data.num_classes,
                        rate=spec.noise_rate, noise_seed=spec.noise_seed, dataset=spec.dataset,
-                       variant=spec.noise_variant, features=features,
-                       human_labels=data.human_labels.get(spec.noise_variant or ""))
+                       variant=spec.noise_variant, features=features, human_labels=human_labels)
     known = clean >= 0
     info = {
-        "realised_noise_rate": realised_noise_rate(clean[known], draw.noisy_labels[known]),
+        "realised_noise_rate": (realised_noise_rate(clean[known], draw.noisy_labels[known])
+                                if known.any() else None),
         "transition_matrix": realised_transition_matrix(
             clean[known], draw.noisy_labels[known], data.num_classes).round(6).tolist(),
         "nominal_transition_matrix": (None if draw.nominal_transition_matrix is None else
@@ -372,6 +390,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
                                      elapsed_before + time.perf_counter() - t0)
                 return {}
         record.update(_final_metrics(metrics))
+        record["method_state"] = _jsonable_state(method.record_extras())
         record["metrics"] = metrics
         record["status"] = "ok"
         record["wall_seconds"] = elapsed_before + time.perf_counter() - t0
@@ -405,7 +424,7 @@ def _base_record(spec: RunSpec, dev: torch.device) -> dict:
     rec.update(epochs=spec.train.epochs, reference=dict(spec.reference),
                realised_noise_rate=None, transition_matrix=None, nominal_transition_matrix=None,
                metrics=_empty_metrics(), test_acc_last=None, test_acc_best=None,
-               test_acc_last10=None, wall_seconds=None, device=str(dev),
+               test_acc_last10=None, method_state={}, wall_seconds=None, device=str(dev),
                env=environment(dev), status="running", error=None, started_at=_now(),
                finished_at=None)
     return rec
@@ -451,6 +470,17 @@ def _score_corrected_labels(method, result, clean: torch.Tensor) -> None:
     if known.any():
         hits = (corrected.to(clean.device)[known] == clean[known]).float().mean()
         result.extra["corrected_label_acc"] = 100.0 * float(hits)
+
+
+def _jsonable_state(extras: dict) -> dict:
+    out = {}
+    for key, value in extras.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().tolist()
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        out[key] = value
+    return out
 
 
 def _final_metrics(metrics: dict) -> dict:

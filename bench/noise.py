@@ -244,7 +244,8 @@ def human(clean_labels, *, num_classes, rate, rng, dataset, variant=None, featur
           human_labels=None):
     """Real human annotations (CIFAR-N): the dataset supplies them; nothing is drawn."""
     if human_labels is None:
-        raise ConfigError(f"dataset {dataset!r} has no human label sets; use cifar10n or cifar100n")
+        raise ConfigError(f"dataset {dataset!r} has no human label sets; use one of cifar10n, "
+                          "cifar100n, clothing1m, food101n, webvision")
     return NoiseDraw(np.asarray(human_labels, dtype=np.int64), None)
 
 

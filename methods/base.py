@@ -91,6 +91,10 @@ class Method:
             out["ensemble"] = torch.stack(list(out.values())).sum(0)
         return out
 
+    def record_extras(self) -> dict:
+        """Per-run results to keep in the record's ``method_state`` (e.g. an estimated T)."""
+        return {}
+
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         state: dict[str, Any] = {}

@@ -1,0 +1,96 @@
+"""MentorNet PD, the self-paced baseline of the Co-teaching tables (Jiang et al., ICML 2018).
+
+MentorNet weights each sample of a student network's mini-batch. Without clean data its
+"pre-defined" curriculum (MentorNet PD) is self-paced learning: weight 1 for a sample whose loss
+is below a threshold, 0 otherwise. The Co-teaching paper compares against this self-paced form.
+Here, as the benchmark's "MentorNet PD" baseline form, one network keeps the (1 - R(T))
+small-loss fraction of every batch, with the same forget-rate schedule R(T) as Co-teaching
+(``linspace(0, forget_rate**exponent, num_gradual)`` by epoch number, forget_rate defaulting to
+the nominal noise rate), and is updated on it: Co-teaching without the peer.
+
+Sources and choices:
+
+* The Co-teaching authors' MentorNet baseline code is not released; how they set the threshold
+  could not be checked. Tying the threshold to R(T) is this suite's choice, so that MentorNet PD
+  and Co-teaching differ only by the cross update.
+* Loss: ``normalization: batch`` (default) is the official MentorNet student loss,
+  ``reduce_mean(loss * v)`` over the whole batch (google/mentornet ``cifar_train_mentornet.py``);
+  ``kept`` averages over the kept samples.
+* Not reproduced from google/mentornet: the learned or p-percentile moving-average threshold,
+  the burn-in epochs with all weights 1 (the R(T) ramp plays that role), and example dropout.
+
+The selected mask is the epoch's kept samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from bench.registry import METHODS
+from methods.base import EpochResult, Method
+from methods.small_loss import (check_fraction, forget_rate_schedule, num_remember,
+                                resolve_forget_rate, small_loss_mask)
+
+
+@dataclass(frozen=True)
+class MentorNetConfig:
+    forget_rate: float | None = None   # as Co-teaching main.py; None: the nominal noise rate
+    num_gradual: int = 10              # as Co-teaching main.py --num_gradual
+    exponent: float = 1.0              # as Co-teaching main.py --exponent
+    normalization: str = "batch"       # mentornet cifar_train_mentornet.py: mean of loss * v
+
+    def __post_init__(self) -> None:
+        check_fraction("forget_rate", self.forget_rate)
+        if self.num_gradual < 1:
+            raise ValueError(f"num_gradual must be >= 1, got {self.num_gradual}")
+        if self.normalization not in ("batch", "kept"):
+            raise ValueError(f"normalization must be batch or kept, got {self.normalization!r}")
+
+
+def self_paced_loss(logits: torch.Tensor, labels: torch.Tensor, *, num_remember: int,
+                    normalization: str = "batch") -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, keep): CE weighted by v = 1 on the ``num_remember`` smallest losses, else 0."""
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    keep = small_loss_mask(ce, num_remember)
+    weighted = (ce * keep).sum()
+    denom = len(labels) if normalization == "batch" else max(num_remember, 1)
+    return weighted / denom, keep
+
+
+@METHODS.register("mentornet")
+class MentorNetPD(Method):
+    Config = MentorNetConfig
+    report = "net1"
+
+    def __init__(self, config: MentorNetConfig, ctx) -> None:
+        super().__init__(config, ctx)
+        self.forget_rate = resolve_forget_rate(config.forget_rate, noise_type=ctx.noise_type,
+                                               noise_rate=ctx.noise_rate)
+        self.rate_schedule = forget_rate_schedule(ctx.epochs, self.forget_rate,
+                                                  num_gradual=config.num_gradual,
+                                                  exponent=config.exponent)
+        self.net1 = ctx.make_network()
+        self.optimizer = ctx.make_optimizer(self.net1.parameters())
+
+    def train_epoch(self, epoch: int) -> EpochResult:
+        ctx = self.ctx
+        forget_rate = float(self.rate_schedule[epoch])
+        self.net1.train()
+        selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
+        total, batches = torch.zeros((), device=ctx.device), 0
+        for x, y, idx in ctx.train_batches():
+            with ctx.autocast():
+                logits = self.net1(x).float()
+            loss, keep = self_paced_loss(logits, y, num_remember=num_remember(forget_rate, len(y)),
+                                         normalization=self.config.normalization)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            selected[idx] = keep
+            total += loss.detach()
+            batches += 1
+        return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
+                           extra={"forget_rate": forget_rate})
