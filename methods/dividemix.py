@@ -52,11 +52,14 @@ net1's division), ``labelled_fraction_net2`` and ``lambda_u`` (its value at the 
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from bench.registry import METHODS
@@ -101,7 +104,9 @@ def gmm_clean_probability(loss: np.ndarray, *, random_state: int, max_iter: int 
     x = np.asarray(loss).reshape(-1, 1)
     gmm = GaussianMixture(n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
                           random_state=random_state)
-    gmm.fit(x)
+    with warnings.catch_warnings():  # 10 EM steps, as the official code: rarely converged
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(x)
     return gmm.predict_proba(x)[:, gmm.means_.argmin()]
 
 
