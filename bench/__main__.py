@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["perf"]:  # forwarded whole: argparse would take --device for itself
+        from bench import perf
+
+        return perf.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -277,10 +277,14 @@ def selection_diagnostics(selected: torch.Tensor, visited: torch.Tensor,
 # ---- the run ---------------------------------------------------------------------------------
 
 def environment(device: torch.device) -> dict:
-    import torchvision
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:  # importing torchvision just for its version costs seconds per worker
+        tv_version = version("torchvision")
+    except PackageNotFoundError:
+        tv_version = None
     env = {"python": platform.python_version(), "torch": torch.__version__,
-           "torchvision": torchvision.__version__, "numpy": np.__version__,
+           "torchvision": tv_version, "numpy": np.__version__,
            "cuda": torch.version.cuda if device.type == "cuda" else None,
            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
            "cpu_threads": torch.get_num_threads(), "hostname": socket.gethostname(),
@@ -351,6 +355,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
     dev = pick_device(device)
     record = _base_record(spec, dev)
     t0 = time.perf_counter()
+    elapsed_before = 0.0
     ckpt_path = Path(checkpoint_dir) / f"{spec.run_id}.pt" if checkpoint_dir else None
     try:
         torch.manual_seed(spec.seed)
@@ -365,7 +370,6 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         test_y = torch.as_tensor(data.test_labels, device=dev)
         metrics = _empty_metrics()
         first = spec.train.start_epoch
-        elapsed_before = 0.0
         if ckpt_path is not None and ckpt_path.is_file():
             first, metrics, elapsed_before = _load_checkpoint(ckpt_path, method, ctx)
         for epoch in range(first, spec.train.epochs):
@@ -399,7 +403,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
     except Exception as exc:  # one failing run must not stop a grid
         record["status"] = "failed"
         record["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
-        record["wall_seconds"] = time.perf_counter() - t0
+        record["wall_seconds"] = elapsed_before + time.perf_counter() - t0
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     record["finished_at"] = _now()
@@ -415,6 +419,13 @@ def _config_kwargs(method_cls, params: dict) -> dict:
     types = {f.name: f.type for f in dataclasses.fields(method_cls.Config)}
     return {k: tuple(v) if isinstance(v, list) and "tuple" in str(types.get(k, "")) else v
             for k, v in params.items()}
+
+
+def failed_record(spec: RunSpec, error: str, *, device: str | None = None) -> dict:
+    """A complete ``failed`` record for a run that died before it could write its own."""
+    record = _base_record(spec, torch.device("cpu"))
+    record.update(status="failed", error=error, device=device or "unknown", finished_at=_now())
+    return record
 
 
 def _base_record(spec: RunSpec, dev: torch.device) -> dict:

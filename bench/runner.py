@@ -1,33 +1,831 @@
-"""Grid runner (sequential placeholder until the parallel runner lands)."""
+"""The grid runner: ``python -m bench run GRID`` and ``python -m bench status GRID``.
+
+Resumable and idempotent. The state of a grid is the files under ``<results>/<grid>/``: a run
+with an ``ok`` record is done; a ``failed`` record carries ``attempts`` and is retried until
+``--retries`` is used up; a lock ``.locks/<run_id>.lock`` (:mod:`bench.locks`) marks a run in
+progress, so several runners (on one machine or on many sharing the results folder) never train
+the same cell twice. Records are written atomically by the process that trained the run, and a
+run's full state is checkpointed every ``--checkpoint-every`` epochs under ``--checkpoints``, so
+killing the runner at any moment and starting it again completes the grid with every run
+recorded exactly once.
+
+Data flow of ``run``: expand the grid, scan the records and locks, send the runs still to do to
+joblib (loky processes on this machine, or a dask / ray cluster); each task claims its run's
+lock, takes a device from the pool, trains through :func:`bench.engine.run` and writes the
+record. Results stream back as they finish; failed runs are retried in the next round, and a
+worker that dies (killed, out of memory) turns the runs it held into failed attempts. A cell
+that cannot run as configured (a :class:`~bench.errors.BenchError`, e.g. missing data) stops
+the grid with that one-line error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable, Iterator
 
-from bench import engine
-from bench.config import filter_runs, load_grid
+from bench import locks, store
+from bench.config import RunSpec, filter_runs, load_grid
+from bench.errors import BenchError, ConfigError
+
+BACKENDS = ("loky", "dask", "ray")
+POLL_SECONDS = 2.0
+# an own run whose heartbeat is this many intervals old is dead (its worker died elsewhere)
+_OWN_DEAD_BEATS = 3
+_RUN_ID_IN_NAME = re.compile(r"([0-9a-f]{16})(?:\.json|\.pt|\.lock)")
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """Options of :func:`run_grid` (the ``run`` subcommand's flags)."""
+
+    results: Path = Path("results")
+    checkpoints: Path | None = None        # default: <results>/../checkpoints/<grid>
+    jobs: int | None = None                # default: 1, or one per device slot
+    backend: str = "loky"
+    scheduler: str | None = None
+    device: str = "auto"                   # cpu | cuda | auto
+    devices: tuple[str, ...] = ()          # GPU pool, e.g. ("cuda:0", "cuda:1")
+    runs_per_device: int | None = None
+    retries: int = 1
+    checkpoint_every: int = 10
+    threads: int | None = None             # default: $OMP_NUM_THREADS, else cores // jobs
+    data_root: str | None = None
+    progress: bool = True
+    stale_lock_minutes: float = 10.0
+    wait: bool = True
+    heartbeat_seconds: float = 30.0
+
+
+# ---- the task a worker executes ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Task:
+    spec: RunSpec
+    record_path: str
+    lock_path: str
+    checkpoint_dir: str
+    checkpoint_every: int
+    data_root: str | None
+    device: str | None
+    device_slots: tuple[str, ...]
+    slot_dir: str | None
+    threads: int
+    max_attempts: int
+    runner: str
+    nonce: str
+    index: int
+    stale_seconds: float
+    heartbeat_seconds: float
+    runner_process: tuple[str, int, str | None]  # host, pid, start time of the runner
+
+
+def _attempts(record: dict | None) -> int:
+    if record is None:
+        return 0
+    return int(record.get("attempts") or 1)
+
+
+def _read_record(path: str | Path) -> dict | None:
+    try:
+        return store.read_record(path)
+    except FileNotFoundError:
+        return None
+    except ValueError:  # cannot happen with atomic writes; treat a damaged file as no record
+        return None
+
+
+def _outcome(task: _Task, status: str, *, record: dict | None = None, error: str | None = None,
+             fresh: bool = True) -> dict:
+    """What a task reports back: small, so that nothing heavy crosses the wire."""
+    rec = record or {}
+    return {"run_id": task.spec.run_id, "status": status, "fresh": fresh,
+            "attempts": _attempts(record) if record else 0,
+            "test_acc_last10": rec.get("test_acc_last10"),
+            "wall_seconds": rec.get("wall_seconds"), "device": rec.get("device"),
+            "error": error if error is not None else rec.get("error")}
+
+
+def _take_device(task: _Task) -> tuple[str | None, locks.RunLock | None]:
+    """A device slot of the pool: slot ``index`` first, so runs spread round-robin."""
+    if not task.device_slots:
+        return task.device, None
+    n = len(task.device_slots)
+    slot_dir = Path(task.slot_dir or tempfile.gettempdir())
+    while True:
+        for j in range(n):
+            k = (task.index + j) % n
+            info = locks.owner_info(runner=task.runner, run_id=task.spec.run_id)
+            slot = locks.acquire(slot_dir / f"slot{k}.lock", info, stale_seconds=math.inf)
+            if slot is not None:
+                return task.device_slots[k], slot
+        time.sleep(0.5)
+
+
+def _execute(task: _Task) -> dict:
+    """Claim, train and record one run (in a worker process); never raises for a run's failure."""
+    spec = task.spec
+    host, pid, start = task.runner_process
+    if host == locks.HOST and not locks.pid_alive(pid, start):
+        # a loky worker outlives a runner killed with SIGKILL; leave queued runs to the next one
+        return _outcome(task, "abandoned")
+    info = locks.owner_info(runner=task.runner, run_id=spec.run_id, nonce=task.nonce,
+                            label=spec.label, epochs=spec.train.epochs)
+    try:
+        lock = locks.acquire(Path(task.lock_path), info, stale_seconds=task.stale_seconds,
+                             takeover_nonce=task.nonce)
+    except OSError as exc:
+        return _outcome(task, "error", error=f"cannot create the run's lock: {exc}")
+    if lock is None:
+        return _outcome(task, "locked")
+    lock.start_heartbeat(task.heartbeat_seconds)
+    slot = None
+    try:
+        previous = _read_record(task.record_path)
+        if previous is not None and (previous.get("status") == "ok"
+                                     or _attempts(previous) >= task.max_attempts):
+            return _outcome(task, previous.get("status", "failed"), record=previous, fresh=False)
+        device, slot = _take_device(task)
+        lock.set_progress(device=device)
+
+        import torch
+
+        from bench import engine
+
+        # runs side by side must not each start one thread per core
+        torch.set_num_threads(task.threads)
+        record = engine.run(spec, device=device, results_dir=None,
+                            checkpoint_dir=task.checkpoint_dir,
+                            checkpoint_every=task.checkpoint_every, data_root=task.data_root,
+                            on_epoch=lambda epoch, _m: lock.set_progress(epoch=epoch + 1))
+        record["attempts"] = _attempts(previous) + 1
+        store.write_record(task.record_path, record)
+        return _outcome(task, record["status"], record=record)
+    except BenchError as exc:  # bad configuration of this cell or missing data: stop the grid
+        return _outcome(task, "error", error=str(exc))
+    except Exception as exc:  # the runner's own plumbing (a full disk...), not the training
+        return _outcome(task, "error", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        if slot is not None:
+            slot.release()
+        lock.release()
+
+
+# ---- scanning the grid's state -----------------------------------------------------------------
+
+@dataclass
+class _Summary:
+    status: str
+    attempts: int
+    test_acc_last10: float | None
+    wall_seconds: float | None
+    error: str | None
+
+
+class GridState:
+    """Records and locks of one grid's runs, read from ``<results>/<grid>/``.
+
+    ``state(spec)`` is one of ``ok``, ``failed`` (attempts used up), ``retry`` (a failed record
+    with attempts left), ``running`` (a live lock) or ``pending``.
+    """
+
+    def __init__(self, grid_dir: Path, *, max_attempts: int, stale_seconds: float) -> None:
+        self.grid_dir = grid_dir
+        self.lock_dir = grid_dir / ".locks"
+        self.max_attempts = max_attempts
+        self.stale_seconds = stale_seconds
+        self._cache: dict[str, tuple[int, _Summary]] = {}
+
+    def summary(self, spec: RunSpec) -> _Summary | None:
+        path = self.grid_dir / spec.filename
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        cached = self._cache.get(spec.run_id)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        rec = _read_record(path)
+        if rec is None:
+            return None
+        summary = _Summary(rec.get("status", "failed"), _attempts(rec), rec.get("test_acc_last10"),
+                           rec.get("wall_seconds"), rec.get("error"))
+        self._cache[spec.run_id] = (mtime, summary)
+        return summary
+
+    def lock_path(self, spec: RunSpec) -> Path:
+        return self.lock_dir / f"{spec.run_id}.lock"
+
+    def live_locks(self) -> dict[str, dict]:
+        """run_id -> lock content, for the locks held by a live process."""
+        live = {}
+        try:
+            names = os.listdir(self.lock_dir)
+        except FileNotFoundError:
+            return live
+        for name in names:
+            if name.startswith(".") or not name.endswith(".lock"):
+                continue
+            path = self.lock_dir / name
+            info = locks.read_lock(path)
+            if locks.holder_alive(info, path, stale_seconds=self.stale_seconds):
+                live[name[:-5]] = info or {}
+        return live
+
+    def states(self, runs: Iterable[RunSpec]) -> dict[str, str]:
+        live = self.live_locks()
+        out = {}
+        for spec in runs:
+            s = self.summary(spec)
+            if s is not None and s.status == "ok":
+                out[spec.run_id] = "ok"
+            elif spec.run_id in live:
+                out[spec.run_id] = "running"
+            elif s is None:
+                out[spec.run_id] = "pending"
+            else:
+                out[spec.run_id] = "failed" if s.attempts >= self.max_attempts else "retry"
+        return out
+
+
+def _cleanup_temporary_files(folders: Iterable[Path], live: dict[str, dict]) -> int:
+    """Remove ``.*.tmp`` files left by killed processes (none of a run that is still live)."""
+    removed = 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*.tmp"):
+            m = _RUN_ID_IN_NAME.search(path.name)
+            if m is not None and m.group(1) in live:
+                continue
+            if m is None and time.time() - path.stat().st_mtime < 600:
+                continue
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+# ---- the session -------------------------------------------------------------------------------
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _default_threads(jobs: int) -> int:
+    """CPU cores // jobs, or ``OMP_NUM_THREADS`` when set (an explicit choice of the user)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, _cpu_count() // jobs)
+
+
+def _run_line(spec: RunSpec, status: str, *, acc: float | None, seconds: float | None,
+              note: str = "") -> str:
+    acc_text = f"{acc:6.2f}" if isinstance(acc, (int, float)) else "     -"
+    sec_text = f"{seconds:7.1f}s" if isinstance(seconds, (int, float)) else "       -"
+    return (f"{spec.label:<24} {spec.dataset:<10} {spec.noise_label:<16} s{spec.seed:<3} "
+            f"{status:<6} last10={acc_text} {sec_text}{'  ' + note if note else ''}")
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0][:160] if text and text.strip() else ""
+
+
+@dataclass
+class _Tally:
+    finished: set = field(default_factory=set)   # run_ids counted on the bar
+    failed: set = field(default_factory=set)
+
+
+class _Session:
+    def __init__(self, grid_name: str, runs: list[RunSpec], opts: RunnerOptions) -> None:
+        if opts.backend not in BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}")
+        if opts.retries < 0 or opts.checkpoint_every < 1:
+            raise ConfigError("--retries must be >= 0 and --checkpoint-every >= 1")
+        self.grid_name = grid_name
+        self.runs = runs
+        self.by_id = {r.run_id: r for r in runs}
+        self.opts = opts
+        results = Path(opts.results).absolute()
+        self.grid_dir = results / grid_name
+        self.checkpoint_dir = (Path(opts.checkpoints).absolute() if opts.checkpoints else
+                               results.parent / "checkpoints" / grid_name)
+        self.max_attempts = opts.retries + 1
+        self.stale_seconds = opts.stale_lock_minutes * 60.0
+        self.state = GridState(self.grid_dir, max_attempts=self.max_attempts,
+                               stale_seconds=self.stale_seconds)
+        self.token = locks.new_token()
+        self.device, self.device_slots = self._device_pool()
+        self.jobs = opts.jobs or max(1, len(self.device_slots))
+        if self.jobs < 1:
+            raise ConfigError("--jobs must be >= 1")
+        self.threads = opts.threads or _default_threads(self.jobs)
+        self.slot_dir = (Path(tempfile.gettempdir()) / f"lnlbench-slots-{self.token}"
+                         if self.device_slots else None)
+        self.tally = _Tally()
+        self.bar = None
+        self.idle_crashes = 0
+
+    # -- devices ---------------------------------------------------------------------------
+    def _device_pool(self) -> tuple[str | None, tuple[str, ...]]:
+        """(device for every run, or None; the slots of the GPU pool, one per concurrent run)."""
+        opts = self.opts
+        if opts.device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"--device must be cpu, cuda or auto, got {opts.device!r}")
+        remote = opts.backend != "loky" and opts.scheduler is not None
+        pool: list[str] = list(opts.devices)
+        if not pool and opts.device != "cpu" and not remote:
+            import torch
+
+            n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if opts.device == "cuda" and n == 0:
+                raise BenchError("--device cuda, but this machine has no visible GPU")
+            pool = [f"cuda:{i}" for i in range(n)]
+        if not pool:
+            # a cluster's workers pick their own device ("auto": their GPU if they have one)
+            return (opts.device if remote and opts.device != "cpu" else "cpu"), ()
+        per = opts.runs_per_device or max(1, math.ceil((opts.jobs or len(pool)) / len(pool)))
+        return None, tuple(d for _ in range(per) for d in pool)
+
+    # -- backends --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _backend(self) -> Iterator[int]:
+        """Enter the joblib backend; yields the n_jobs to pass to Parallel."""
+        from joblib import parallel_config
+
+        opts = self.opts
+        if opts.backend == "loky":
+            with parallel_config(backend="loky", inner_max_num_threads=self.threads):
+                yield self.jobs
+        elif opts.backend == "dask":
+            try:
+                from dask.distributed import Client, LocalCluster
+            except ImportError:
+                raise BenchError("the dask backend needs dask.distributed: "
+                                 "pip install 'lnlbench[dask]'") from None
+            cluster = None
+            if opts.scheduler:
+                client = Client(opts.scheduler)
+            else:
+                cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+                client = Client(cluster)
+            try:
+                with parallel_config(backend="dask", wait_for_workers_timeout=600):
+                    yield -1
+            finally:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        else:
+            try:
+                import ray
+                from ray.util.joblib import register_ray
+            except ImportError:
+                raise BenchError("the ray backend needs ray: pip install 'lnlbench[ray]'") from None
+            register_ray()
+            started = not ray.is_initialized()
+            if started:
+                if opts.scheduler:
+                    ray.init(address=opts.scheduler)
+                else:
+                    ray.init(num_cpus=self.jobs)
+            try:
+                with parallel_config(backend="ray"):
+                    yield self.jobs if not opts.scheduler else -1
+            finally:
+                if started:
+                    ray.shutdown()
+
+    # -- tasks -----------------------------------------------------------------------------
+    def _task(self, spec: RunSpec, index: int) -> _Task:
+        return _Task(spec=spec, record_path=str(self.grid_dir / spec.filename),
+                     lock_path=str(self.state.lock_path(spec)),
+                     checkpoint_dir=str(self.checkpoint_dir),
+                     checkpoint_every=self.opts.checkpoint_every,
+                     data_root=(str(Path(self.opts.data_root).absolute())
+                                if self.opts.data_root else None),
+                     device=self.device, device_slots=self.device_slots,
+                     slot_dir=str(self.slot_dir) if self.slot_dir else None,
+                     threads=self.threads, max_attempts=self.max_attempts, runner=self.token,
+                     nonce=locks.new_token(), index=index, stale_seconds=self.stale_seconds,
+                     heartbeat_seconds=self.opts.heartbeat_seconds,
+                     runner_process=(locks.HOST, os.getpid(),
+                                     locks.process_start_time(os.getpid())))
+
+    def _round(self, todo: list[RunSpec], n_jobs: int) -> int:
+        """Run ``todo`` once; returns how many runs reached a record or an error."""
+        from joblib import Parallel, delayed
+
+        tasks = [self._task(spec, i) for i, spec in enumerate(todo)]
+        progressed = 0
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)(
+            delayed(_execute)(t) for t in tasks)
+        try:
+            while True:
+                try:
+                    outcome = next(results)
+                except StopIteration:
+                    break
+                except (BenchError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # a worker died: its runs become failed attempts
+                    progressed += self._handle_crash(exc, tasks)
+                    break
+                progressed += self._finish(outcome)
+        finally:
+            results.close()
+        return progressed
+
+    def _finish(self, outcome: dict) -> int:
+        spec = self.by_id[outcome["run_id"]]
+        status = outcome["status"]
+        if status in ("locked", "abandoned"):
+            return 0
+        note = ""
+        if not outcome["fresh"]:
+            note = "(recorded by another process)"
+        if status == "error":
+            # a cell that cannot run as configured, or missing data: the user's to fix, and
+            # every other cell would most likely stop the same way
+            raise BenchError(f"{spec.label} on {spec.dataset} {spec.noise_label} seed "
+                             f"{spec.seed}: {outcome['error']}")
+        if status == "failed":
+            final = outcome["attempts"] >= self.max_attempts
+            note = (f"attempt {outcome['attempts']}/{self.max_attempts}"
+                    f"{'' if final else ', will retry'}: {_first_line(outcome['error'])} {note}")
+            if final:
+                self._count(spec.run_id, failed=True)
+        else:
+            if outcome["attempts"] > 1:
+                note = f"attempt {outcome['attempts']} {note}"
+            self._count(spec.run_id, failed=False)
+        self._write(_run_line(spec, status, acc=outcome["test_acc_last10"],
+                              seconds=outcome["wall_seconds"], note=note.strip()))
+        return 1
+
+    def _count(self, run_id: str, *, failed: bool) -> None:
+        if run_id in self.tally.finished:
+            return
+        self.tally.finished.add(run_id)
+        if failed:
+            self.tally.failed.add(run_id)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(failed=len(self.tally.failed), refresh=False)
+
+    def _write(self, line: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line)
+
+    # -- crashes ---------------------------------------------------------------------------
+    def _own_locks(self, nonces: dict[str, _Task]) -> list[tuple[Path, dict]]:
+        found = []
+        for path in sorted(self.state.lock_dir.glob("*.lock")):
+            info = locks.read_lock(path)
+            if info is not None and info.get("nonce") in nonces:
+                found.append((path, info))
+        return found
+
+    def _handle_crash(self, exc: BaseException, tasks: list[_Task]) -> int:
+        """Turn the runs held by dead workers into failed attempts (retried next round)."""
+        nonces = {t.nonce: t for t in tasks}
+        dead_after = _OWN_DEAD_BEATS * self.opts.heartbeat_seconds
+        while True:  # runs still going on other workers finish and record themselves
+            held = self._own_locks(nonces)
+            if not any(locks.holder_alive(info, path, stale_seconds=dead_after)
+                       for path, info in held):
+                break
+            time.sleep(POLL_SECONDS)
+        if not held:
+            # a worker that died between runs costs nothing; a backend that keeps failing
+            # before any run starts (it cannot start workers, say) stops the grid
+            self.idle_crashes += 1
+            if self.idle_crashes >= 3:
+                raise BenchError(f"the {self.opts.backend} backend keeps failing before any run "
+                                 f"starts: {type(exc).__name__}: {_first_line(str(exc))}")
+            return 0
+        self.idle_crashes = 0
+        message = (f"WorkerDied: the worker process running this run died ({type(exc).__name__}: "
+                   f"{_first_line(str(exc))}); killed, out of memory, or a crash in native code. "
+                   f"Runs in flight on the same pool at that moment are charged the same attempt.")
+        progressed = 0
+        for path, info in held:
+            task = nonces[info["nonce"]]
+            claim = locks.owner_info(runner=self.token, run_id=task.spec.run_id,
+                                     nonce=task.nonce)
+            lock = locks.acquire(path, claim, stale_seconds=dead_after, takeover_nonce=task.nonce)
+            if lock is None:
+                continue
+            try:
+                previous = _read_record(task.record_path)
+                if previous is not None and previous.get("status") == "ok":
+                    continue
+                record = _failed_record(task.spec, message, attempts=_attempts(previous) + 1,
+                                        device=info.get("device") or task.device,
+                                        host=info.get("host"))
+                store.write_record(task.record_path, record)
+            finally:
+                lock.release()
+            progressed += self._finish(_outcome(task, "failed", record=record))
+        return progressed
+
+    # -- the whole grid --------------------------------------------------------------------
+    def run(self) -> int:
+        from tqdm import tqdm
+
+        self.grid_dir.mkdir(parents=True, exist_ok=True)
+        _cleanup_temporary_files([self.grid_dir, self.checkpoint_dir, self.state.lock_dir],
+                                 self.state.live_locks())
+        states = self.state.states(self.runs)
+        for run_id, s in states.items():
+            if s in ("ok", "failed"):
+                self.tally.finished.add(run_id)
+                if s == "failed":
+                    self.tally.failed.add(run_id)
+        todo = sum(s in ("pending", "retry") for s in states.values())
+        self._write(f"grid {self.grid_name}: {len(self.runs)} runs, {todo} to run, "
+                    f"{len(self.tally.finished)} already recorded; backend {self.opts.backend}, "
+                    f"{self.jobs} job(s), {self.threads} thread(s) per run, device "
+                    f"{', '.join(dict.fromkeys(self.device_slots)) or self.device}")
+        self.bar = tqdm(total=len(self.runs), initial=len(self.tally.finished), unit="run",
+                        desc=self.grid_name, dynamic_ncols=True,
+                        # a bar is for a terminal; a log file gets the one line per run
+                        disable=not (self.opts.progress and sys.stderr.isatty()))
+        self.bar.set_postfix(failed=len(self.tally.failed))
+        try:
+            with contextlib.ExitStack() as stack:
+                self._loop(stack)
+        finally:
+            self.bar.close()
+            self._release_dead_own_locks()
+            if self.slot_dir is not None:
+                shutil.rmtree(self.slot_dir, ignore_errors=True)
+        return self._report()
+
+    def _loop(self, stack: contextlib.ExitStack) -> None:
+        n_jobs = None  # the backend starts (a cluster, say) only once there is work for it
+        announced: set[str] = set()
+        while True:
+            states = self.state.states(self.runs)
+            self._sync(states)
+            todo = [s for s in self.runs if states[s.run_id] in ("pending", "retry")]
+            if todo:
+                if n_jobs is None:
+                    n_jobs = stack.enter_context(self._backend())
+                if self._round(todo, n_jobs) == 0:
+                    time.sleep(POLL_SECONDS)  # every run was claimed by someone else
+                continue
+            running = [s for s in self.runs if states[s.run_id] == "running"]
+            if not running or not self.opts.wait:
+                return
+            fresh = [s for s in running if s.run_id not in announced]
+            if fresh:
+                announced.update(s.run_id for s in fresh)
+                self._write(f"waiting for {len(running)} run(s) in progress in another runner")
+            time.sleep(POLL_SECONDS)
+
+    def _sync(self, states: dict[str, str]) -> None:
+        """Count runs that another runner (or a worker whose result was lost) recorded."""
+        for spec in self.runs:
+            s = states[spec.run_id]
+            if s in ("ok", "failed") and spec.run_id not in self.tally.finished:
+                summary = self.state.summary(spec)
+                self._count(spec.run_id, failed=s == "failed")
+                self._write(_run_line(spec, s, acc=summary.test_acc_last10,
+                                      seconds=summary.wall_seconds,
+                                      note="(recorded by another process)"))
+
+    def _release_dead_own_locks(self) -> None:
+        lock_dir = self.state.lock_dir
+        for path in lock_dir.glob("*.lock") if lock_dir.is_dir() else ():
+            info = locks.read_lock(path)
+            if info is not None and info.get("runner") == self.token and info.get(
+                    "host") == locks.HOST and not locks.pid_alive(int(info["pid"]),
+                                                                  info.get("pid_start")):
+                locks.force_release(path, nonce=info["nonce"])
+
+    def _report(self) -> int:
+        states = self.state.states(self.runs)
+        counts = Counter(states.values())
+        failed = [s for s in self.runs if states[s.run_id] in ("failed", "retry")]
+        self._write(f"grid {self.grid_name}: {counts['ok']} ok, {len(failed)} failed, "
+                    f"{counts['running']} in progress elsewhere, "
+                    f"{len(self.runs)} in all; records in {self.grid_dir}")
+        for spec in failed:
+            summary = self.state.summary(spec)
+            self._write(f"  failed: {spec.label} {spec.dataset} {spec.noise_label} s{spec.seed} "
+                        f"({summary.attempts} attempt(s)): {_first_line(summary.error)}")
+        if counts["running"]:
+            self._write(f"  {counts['running']} run(s) are still in progress in another runner; "
+                        "`python -m bench status` shows them")
+        return 1 if failed else 0
+
+
+def _failed_record(spec: RunSpec, error: str, *, attempts: int, device: str | None,
+                   host: str | None) -> dict:
+    """A complete ``failed`` record for a run whose worker died before it could write one."""
+    from bench import engine
+
+    record = engine.failed_record(spec, error, device=device)
+    record["attempts"] = attempts
+    if host:
+        record["env"]["hostname"] = host
+    return record
+
+
+# ---- public API and CLI ------------------------------------------------------------------------
+
+def run_grid(grid_path: str | Path, *, only: Iterable[str] = (),
+             options: RunnerOptions | None = None) -> int:
+    """Run (or complete) a grid; returns 0 when every selected run is ok, else 1."""
+    grid = load_grid(grid_path)
+    runs = filter_runs(grid.runs, list(only))
+    return _Session(grid.name, runs, options or RunnerOptions()).run()
 
 
 def add_subcommands(sub) -> None:
-    p = sub.add_parser("run", help="run a grid")
-    p.add_argument("grid")
-    p.add_argument("--results", default="results")
-    p.add_argument("--device", default=None)
-    p.add_argument("--only", nargs="*", default=[])
+    p = sub.add_parser("run", help="run a grid (resumable; parallel, GPU pool, dask, ray)",
+                       description="Run every cell of a grid that has no record yet. Safe to "
+                                   "kill and start again, and to start on several machines.")
+    p.add_argument("grid", help="grid YAML file")
+    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                   help="runs in parallel (default 1, or one per GPU slot)")
+    p.add_argument("--devices", default="",
+                   help="GPU pool, comma-separated (e.g. cuda:0,cuda:1); runs take slots "
+                        "round-robin")
+    p.add_argument("--runs-per-device", type=int, default=None, metavar="N",
+                   help="concurrent runs per GPU of the pool (default: jobs / GPUs)")
+    p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"),
+                   help="auto: every visible GPU, else the CPU")
+    p.add_argument("--backend", default="loky", choices=BACKENDS,
+                   help="joblib backend: loky (this machine), dask or ray (a cluster)")
+    p.add_argument("--scheduler", default=None,
+                   help="dask scheduler address (tcp://host:8786) or ray address; without it a "
+                        "local dask cluster / local ray")
+    p.add_argument("--retries", type=int, default=1, metavar="N",
+                   help="retry a failed run up to N times (default 1)")
+    p.add_argument("--results", default="results", help="records go to RESULTS/<grid>/")
+    p.add_argument("--checkpoints", default=None,
+                   help="checkpoint folder (default: checkpoints/<grid> beside RESULTS)")
+    p.add_argument("--checkpoint-every", type=int, default=10, metavar="EPOCHS",
+                   help="checkpoint a run's full state every N epochs (default 10)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads per run (default: $OMP_NUM_THREADS if set, else CPU "
+                        "cores // jobs)")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: $DATA_ROOT)")
+    p.add_argument("--stale-lock-minutes", type=float, default=10.0, metavar="MIN",
+                   help="a run lock without heartbeat this long belongs to a dead runner "
+                        "(default 10)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="at the end, do not wait for runs another runner is still training")
+    p.add_argument("--only", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="run only matching cells, e.g. method=jocor noise_rate=0.2,0.5")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells and what would run; run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("status", help="done / failed / running / pending per cell of a grid")
+    s.add_argument("grid", help="grid YAML file")
+    s.add_argument("--results", default="results")
+    s.add_argument("--only", nargs="*", default=[], metavar="KEY=VALUE")
+    s.add_argument("--retries", type=int, default=1,
+                   help="as given to `run` (failed runs with attempts left count as to run)")
+    s.add_argument("--stale-lock-minutes", type=float, default=10.0)
+    s.set_defaults(func=cmd_status)
+
+
+def _options(args: argparse.Namespace) -> RunnerOptions:
+    devices = tuple(d.strip() for d in args.devices.split(",") if d.strip())
+    for d in devices:
+        if not re.fullmatch(r"cuda(:\d+)?|cpu", d):
+            raise ConfigError(f"--devices takes names such as cuda:0,cuda:1, got {d!r}")
+    for flag in ("jobs", "runs_per_device", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1")
+    return RunnerOptions(
+        results=Path(args.results),
+        checkpoints=Path(args.checkpoints) if args.checkpoints else None,
+        jobs=args.jobs, backend=args.backend, scheduler=args.scheduler, device=args.device,
+        devices=devices, runs_per_device=args.runs_per_device, retries=args.retries,
+        checkpoint_every=args.checkpoint_every, threads=args.threads, data_root=args.data_root,
+        progress=not args.no_progress, stale_lock_minutes=args.stale_lock_minutes,
+        wait=not args.no_wait)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     runs = filter_runs(grid.runs, args.only)
-    out = Path(args.results) / grid.name
-    failed = 0
+    if not runs:
+        raise ConfigError(f"no run of grid {grid.name} matches {' '.join(args.only)}")
+    opts = _options(args)
+    if args.dry_run:
+        return _print_table(grid.name, runs, results=opts.results, retries=opts.retries,
+                            stale_minutes=opts.stale_lock_minutes, dry_run=True)
+    return _Session(grid.name, runs, opts).run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    grid = load_grid(args.grid)
+    runs = filter_runs(grid.runs, args.only)
+    return _print_table(grid.name, runs, results=Path(args.results), retries=args.retries,
+                        stale_minutes=args.stale_lock_minutes, dry_run=False)
+
+
+# ---- status tables -----------------------------------------------------------------------------
+
+def cell_counts(runs: list[RunSpec], states: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per cell (dataset x noise setting x method label), counts over seeds."""
+    rows: dict[tuple, dict[str, Any]] = {}
     for spec in runs:
-        if (out / spec.filename).exists():
-            continue
-        rec = engine.run(spec, device=args.device, results_dir=out)
-        failed += rec["status"] != "ok"
-        print(f"{spec.label} {spec.noise_label} s{spec.seed}: {rec['status']} "
-              f"last={rec['test_acc_last']}")
-    return 1 if failed else 0
+        key = (spec.dataset, spec.noise_label, spec.label)
+        row = rows.setdefault(key, {"dataset": key[0], "noise": key[1], "method": key[2],
+                                    "done": 0, "failed": 0, "running": 0, "pending": 0,
+                                    "to run": 0})
+        s = states[spec.run_id]
+        row[{"ok": "done", "retry": "failed"}.get(s, s)] += 1
+        row["to run"] += s in ("pending", "retry")
+    return list(rows.values())
+
+
+def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries: int,
+                 stale_minutes: float, dry_run: bool) -> int:
+    from tabulate import tabulate
+
+    state = GridState(Path(results) / grid_name, max_attempts=retries + 1,
+                      stale_seconds=stale_minutes * 60.0)
+    states = state.states(runs)
+    rows = cell_counts(runs, states)
+    columns = ["dataset", "noise", "method", "done", "failed", "running", "pending"]
+    if dry_run:
+        columns.append("to run")
+    totals = {c: sum(r[c] for r in rows) for c in columns[3:]}
+    table = [[r[c] for c in columns] for r in rows]
+    table.append(["total", "", f"{len(rows)} cells"] + [totals[c] for c in columns[3:]])
+    print(f"grid {grid_name} ({Path(results) / grid_name}): {len(runs)} runs")
+    print(tabulate(table, headers=columns, tablefmt="simple"))
+    live = state.live_locks()
+    for spec in runs:
+        info = live.get(spec.run_id)
+        if info is not None and states[spec.run_id] == "running":
+            epoch = info.get("epoch")
+            progress = f"epoch {epoch}/{info.get('epochs')}" if epoch else "starting"
+            print(f"  running: {spec.label} {spec.dataset} {spec.noise_label} s{spec.seed} on "
+                  f"{info.get('host')} pid {info.get('pid')} {info.get('device') or ''} "
+                  f"({progress})")
+    if dry_run:
+        to_run = [s for s in runs if states[s.run_id] in ("pending", "retry")]
+        print(f"{len(to_run)} run(s) would run")
+        for line in _estimate_lines(_estimate(to_run)):
+            print(line)
+    return 0
+
+
+def _estimate_lines(estimate: dict | None) -> list[str]:
+    if not estimate:
+        return []
+    if "unavailable" in estimate:
+        return [f"no GPU-hour estimate: {estimate['unavailable']}"]
+    hours = estimate.get("gpu_hours")
+    if not isinstance(hours, (int, float)):
+        return []
+    source = estimate.get("throughput_source")
+    lines = [f"estimated GPU-hours: {hours:.3g}"
+             + (f" (throughput: {source})" if source else "")]
+    by_method = estimate.get("by_method")
+    if isinstance(by_method, dict) and by_method:
+        lines.append("  by method: " + ", ".join(
+            f"{k} {v:.3g}" for k, v in sorted(by_method.items(), key=lambda kv: -kv[1])))
+    lines += [f"  assuming {a}" for a in estimate.get("assumptions") or []]
+    return lines
+
+
+def _estimate(runs: list[RunSpec]) -> dict | None:
+    if not runs:
+        return None
+    try:
+        from bench.perf import estimate_grid_hours
+    except (ImportError, AttributeError):
+        return None
+    try:
+        return dict(estimate_grid_hours(runs))
+    except Exception as exc:  # an estimate must never stop a dry run
+        return {"unavailable": f"{type(exc).__name__}: {exc}"}

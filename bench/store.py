@@ -7,9 +7,11 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 SCHEMA_VERSION = 1
 
@@ -32,6 +34,18 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def write_record(path: str | Path, record: dict) -> Path:
     """Write ``record`` to ``path`` atomically: temporary file, fsync, rename.
 
@@ -40,6 +54,7 @@ def write_record(path: str | Path, record: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from a shared cluster
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(_clean(record), fh, indent=1, allow_nan=False)
@@ -108,6 +123,8 @@ def load_records(results_dir: str | Path, grid: str | None = None, *,
     Scalar keys become columns; ``metrics``, ``method_params``, ``train``, ``reference`` and
     ``env`` stay as dict columns; ``paper`` and ``protocol`` are lifted out of ``reference``.
     """
+    import pandas as pd
+
     rows = []
     for path in iter_record_paths(results_dir, grid):
         rec = read_record(path)
