@@ -6,6 +6,8 @@ when there is nothing to draw.
 
 from __future__ import annotations
 
+import warnings
+
 import math
 from pathlib import Path
 from typing import Sequence
@@ -97,7 +99,9 @@ def mean_band(values: np.ndarray, *, confidence: float = 0.95) -> tuple[np.ndarr
     """
     values = np.asarray(values, dtype=float)
     n = np.isfinite(values).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        # epochs where fewer than two runs have a value get NaN below; numpy's warning is noise
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(np.where(n > 0, values, 0.0), axis=0)
         mean = np.where(n > 0, mean, np.nan)
         sd = np.nanstd(values, axis=0, ddof=1) if values.shape[0] > 1 else np.full(values.shape[1], np.nan)

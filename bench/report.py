@@ -291,7 +291,12 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
         "verdict": data["verdict"],
         "seeds for equivalence": [_f(s, 0) if v == stats.INCONCLUSIVE else "" for s, v in zip(data["seeds_needed"], data["verdict"])],
     })
-    lines += ["### Against the paper", "", _table(against), ""]
+    if not data["paper_mean"].notna().any():  # no paper number here: keep our own columns
+        against = against.drop(columns=["paper", "Δ", "p (Holm)", "TOST p (Holm)", "verdict",
+                                        "seeds for equivalence"])
+        lines += ["### Intervals (no paper number for this table)", "", _table(against), ""]
+    else:
+        lines += ["### Against the paper", "", _table(against), ""]
     cell_pairs = pairs[pairs["dataset"] == dataset] if not pairs.empty else pairs
     if not cell_pairs.empty:
         lines += ["### Methods compared within each cell (paired by seed)", ""]
