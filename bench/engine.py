@@ -372,6 +372,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         first = spec.train.start_epoch
         if ckpt_path is not None and ckpt_path.is_file():
             first, metrics, elapsed_before = _load_checkpoint(ckpt_path, method, ctx)
+        record["metrics"] = metrics  # a failed record keeps the epochs it completed
         for epoch in range(first, spec.train.epochs):
             ctx.apply_schedule(epoch)
             ctx.visited.zero_()
