@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
 from methods.small_loss import (NORMALIZATIONS, check_fraction, coteaching_losses,
-                                forget_rate_schedule, num_remember, resolve_forget_rate)
+                                num_remember, run_schedule)
 
 INIT_EPOCH = {"mnist": 0, "cifar10": 20, "cifar100": 5, "cifar10n": 20, "cifar100n": 5}
 
@@ -148,10 +148,7 @@ class CoteachingPlus(Method):
 
     def __init__(self, config: CoteachingPlusConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self.forget_rate = resolve_forget_rate(config.forget_rate, noise_type=ctx.noise_type,
-                                               noise_rate=ctx.noise_rate)
-        self.rate_schedule = forget_rate_schedule(ctx.epochs, self.forget_rate,
-                                                  num_gradual=config.num_gradual)
+        self.forget_rate, self.rate_schedule = run_schedule(config, ctx)
         self.net1 = ctx.make_network()
         self.net2 = ctx.make_network()
         self.optimizer1 = ctx.make_optimizer(self.net1.parameters())

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
-from methods.small_loss import (check_fraction, forget_rate_schedule, num_remember,
-                                resolve_forget_rate, small_loss_mask)
+from methods.small_loss import (check_fraction, num_remember, run_schedule,
+                                small_loss_mask)
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,7 @@ class MentorNetPD(Method):
 
     def __init__(self, config: MentorNetConfig, ctx) -> None:
         super().__init__(config, ctx)
-        self.forget_rate = resolve_forget_rate(config.forget_rate, noise_type=ctx.noise_type,
-                                               noise_rate=ctx.noise_rate)
-        self.rate_schedule = forget_rate_schedule(ctx.epochs, self.forget_rate,
-                                                  num_gradual=config.num_gradual,
-                                                  exponent=config.exponent)
+        self.forget_rate, self.rate_schedule = run_schedule(config, ctx)
         self.net1 = ctx.make_network()
         self.optimizer = ctx.make_optimizer(self.net1.parameters())
 

@@ -73,6 +73,15 @@ def resolve_forget_rate(forget_rate: float | None, *, noise_type: str,
     return float(noise_rate)
 
 
+def run_schedule(config, ctx, *, halve_asymmetric: bool = False) -> tuple[float, np.ndarray]:
+    """(forget rate, per-epoch schedule) of a run, from a config with ``forget_rate``,
+    ``num_gradual`` and ``exponent`` and the run's nominal noise."""
+    rate = resolve_forget_rate(config.forget_rate, noise_type=ctx.noise_type,
+                               noise_rate=ctx.noise_rate, halve_asymmetric=halve_asymmetric)
+    return rate, forget_rate_schedule(ctx.epochs, rate, num_gradual=config.num_gradual,
+                                      exponent=getattr(config, "exponent", 1.0))
+
+
 def check_fraction(name: str, value: float | None) -> None:
     """Config validation: a rate in [0, 1) or None."""
     if value is not None and not 0.0 <= float(value) < 1.0:
