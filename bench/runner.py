@@ -690,6 +690,9 @@ def add_subcommands(sub) -> None:
                    help="torch threads per run (default: $OMP_NUM_THREADS if set, else CPU "
                         "cores // jobs)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: $DATA_ROOT)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing datasets of the grid (those torchvision can download) "
+                        "before any run starts")
     p.add_argument("--stale-lock-minutes", type=float, default=10.0, metavar="MIN",
                    help="a run lock without heartbeat this long belongs to a dead runner "
                         "(default 10)")
@@ -740,7 +743,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _print_table(grid.name, runs, results=opts.results, retries=opts.retries,
                             stale_minutes=opts.stale_lock_minutes, dry_run=True)
+    if args.download:
+        download_datasets(runs, data_root=opts.data_root)
     return _Session(grid.name, runs, opts).run()
+
+
+def download_datasets(runs: Iterable[RunSpec], *, data_root: str | None = None) -> None:
+    """Fetch each dataset of ``runs`` once, here, so that parallel workers never download."""
+    from bench.data import load_dataset
+
+    for name in sorted({r.dataset for r in runs}):
+        print(f"checking {name} (downloading what is missing)", flush=True)
+        load_dataset(name, root=data_root, download=True)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -424,3 +424,17 @@ def test_grid_errors_name_the_line(text, line, message, tmp_path, write_grid, ca
     assert bench_main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert f"g.yaml:{line}:" in err and message in err, err
+
+
+def test_download_fetches_each_dataset_once_before_running(monkeypatch, tmp_path) -> None:
+    """--download asks every dataset of the selected runs for its files once, in the runner."""
+    import bench.data
+    from bench.config import load_grid
+
+    calls = []
+    monkeypatch.setattr(bench.data, "load_dataset",
+                        lambda name, *, root=None, download=False, verify=True:
+                        calls.append((name, root, download)))
+    runs = list(load_grid(Path(__file__).resolve().parents[1] / "bench/grids/jocor_mnist.yaml").runs)
+    runner.download_datasets(runs, data_root=str(tmp_path))
+    assert calls == [("mnist", str(tmp_path), True)]
