@@ -408,21 +408,40 @@ def _matches(when: dict, cell: dict) -> bool:
 
 
 def filter_runs(runs: Iterable[RunSpec], filters: Iterable[str]) -> list[RunSpec]:
-    """Keep the runs matching every ``key=value`` (values may be comma-separated alternatives)."""
+    """Keep the runs matching every ``key=value`` (values may be comma-separated alternatives).
+
+    ``key`` is a field of the run (method, seed, noise_rate, ...) or one of its method
+    parameters (``select_on=ce``); a run without that parameter does not match.
+    """
     parsed = []
     for f in filters:
         if "=" not in f:
             raise ConfigError(f"filter {f!r} must look like key=value, e.g. method=jocor")
         key, _, value = f.partition("=")
         parsed.append((key.strip(), [v.strip() for v in value.split(",")]))
+    runs = list(runs)
     known = {"method", "label", "dataset", "network", "noise_type", "noise_rate",
              "noise_variant", "seed", "noise_seed", "run_id"}
+    params = {k for run in runs for k in run.method_params}
     for key, _ in parsed:
-        if key not in known:
-            raise ConfigError(f"cannot filter on {key!r}; known: {', '.join(sorted(known))}")
+        if key not in known and key not in params:
+            raise ConfigError(f"cannot filter on {key!r}; known: {', '.join(sorted(known))}, "
+                              f"or a method parameter of the grid ({', '.join(sorted(params)) or 'none'})")
 
     def ok(run: RunSpec) -> bool:
         for key, values in parsed:
+            if key not in known:        # a method parameter: runs without it do not match
+                if key not in run.method_params:
+                    return False
+                actual = run.method_params[key]
+                if isinstance(actual, bool):
+                    actual = str(actual).lower()
+                if isinstance(actual, (int, float)) and not isinstance(actual, bool):
+                    if not any(_float_eq(actual, v) for v in values):
+                        return False
+                elif str(actual) not in values:
+                    return False
+                continue
             actual = run.run_id if key == "run_id" else getattr(run, key)
             if isinstance(actual, float) or key == "noise_rate":
                 if actual is None or not any(_float_eq(actual, v) for v in values):

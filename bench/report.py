@@ -346,13 +346,33 @@ def _across_section(across: Across, settings: Settings, figures: dict) -> list[s
     return lines
 
 
+def compute_text(runs: pd.DataFrame) -> str:
+    """Where the runs trained and for how long (runs copied from another grid counted apart)."""
+    if "wall_seconds" not in runs or "device" not in runs:
+        return ""
+    reused = runs["reused_from"].notna() if "reused_from" in runs else pd.Series(False, index=runs.index)
+    own = runs[~reused]
+    parts = []
+    for device, group in own.groupby(own["device"].fillna("unknown").astype(str).str.split(":").str[0]):
+        hours = pd.to_numeric(group["wall_seconds"], errors="coerce").sum() / 3600.0
+        parts.append(f"{hours:.1f} h on {device} over {len(group)} runs "
+                     f"({hours * 60 / max(len(group), 1):.1f} min per run)")
+    text = "Compute (run wall time): " + "; ".join(parts) if parts else ""
+    if reused.any():
+        sources = ", ".join(sorted({str(r.get("grid")) for r in runs.loc[reused, "reused_from"]}))
+        text += (f"{'; ' if text else 'Compute: '}{int(reused.sum())} runs are identical configurations "
+                 f"trained for grid {sources} and reused here")
+    return text + "." if text else ""
+
+
 def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across, settings: Settings,
-           figures: dict) -> str:
+           figures: dict, compute: str = "") -> str:
     n_runs = int(summary["n"].sum())
     lines = [
         f"# Report: {grid}", "",
         f"{n_runs} runs, {summary[CELL].drop_duplicates().shape[0]} noise settings, "
-        f"{summary['label'].nunique()} methods. Protocol `{settings.protocol}`: {PROTOCOL_TEXT[settings.protocol]}.", "",
+        f"{summary['label'].nunique()} methods. Protocol `{settings.protocol}`: {PROTOCOL_TEXT[settings.protocol]}."
+        + (f" {compute}" if compute else ""), "",
         f"Against a paper's number: Welch's t-test when the paper gives std and run count, else a one-sample "
         f"t-test; equivalence by two one-sided tests within ±{settings.margin:g} accuracy points; p-values "
         f"Holm-adjusted across each dataset's table. Verdicts: **reproduced** (equivalent within the margin), "
@@ -417,7 +437,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
         drawn = _draw(grid_dir, runs, summary, across, settings) if figures else {}
         summary.to_csv(grid_dir / "summary.csv", index=False)
         md = out_dir / f"{name}.md"
-        md.write_text(render(name, summary, pairs, across, settings, drawn), encoding="utf-8")
+        md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs)),
+                      encoding="utf-8")
         written.append(md)
     return written
 

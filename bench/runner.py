@@ -66,6 +66,7 @@ class RunnerOptions:
     stale_lock_minutes: float = 10.0
     wait: bool = True
     heartbeat_seconds: float = 30.0
+    reuse: bool = True                     # copy an identical run recorded by another grid
 
 
 # ---- the task a worker executes ----------------------------------------------------------------
@@ -89,6 +90,7 @@ class _Task:
     stale_seconds: float
     heartbeat_seconds: float
     runner_process: tuple[str, int, str | None]  # host, pid, start time of the runner
+    reuse: bool = True
 
 
 def _attempts(record: dict | None) -> int:
@@ -114,7 +116,35 @@ def _outcome(task: _Task, status: str, *, record: dict | None = None, error: str
             "attempts": _attempts(record) if record else 0,
             "test_acc_last10": rec.get("test_acc_last10"),
             "wall_seconds": rec.get("wall_seconds"), "device": rec.get("device"),
-            "error": error if error is not None else rec.get("error")}
+            "error": error if error is not None else rec.get("error"),
+            "reused_from": rec.get("reused_from", {}).get("grid") if fresh else None}
+
+
+def _twin_record(task: _Task) -> tuple[Path, dict] | None:
+    """An ``ok`` record of the same configuration (same run_id) in another grid's folder.
+
+    The run_id hashes the whole resolved configuration (method and its parameters, data, noise
+    and its seed, seed, training protocol), so two grids that share a cell, such as an ablation
+    and the main table it varies, need train it only once.
+    """
+    own = Path(task.record_path)
+    for path in sorted(own.parent.parent.glob(f"*/*-{task.spec.run_id}.json")):
+        if path.parent == own.parent:
+            continue
+        rec = _read_record(path)
+        if (rec is not None and rec.get("status") == "ok" and rec.get("run_id") == task.spec.run_id
+                and not rec.get("reused_from")):
+            return path, rec
+    return None
+
+
+def _reuse(task: _Task, twin: Path, rec: dict) -> dict:
+    """The twin's record, relabelled for this grid, saying where it was trained."""
+    spec = task.spec
+    out = dict(rec)
+    out.update(grid=spec.grid, label=spec.label, reference=spec.to_dict().get("reference", {}),
+               reused_from={"grid": rec.get("grid", twin.parent.name), "record": twin.name})
+    return out
 
 
 def _take_device(task: _Task) -> tuple[str | None, locks.RunLock | None]:
@@ -156,6 +186,11 @@ def _execute(task: _Task) -> dict:
         if previous is not None and (previous.get("status") == "ok"
                                      or _attempts(previous) >= task.max_attempts):
             return _outcome(task, previous.get("status", "failed"), record=previous, fresh=False)
+        twin = _twin_record(task) if task.reuse else None
+        if twin is not None:
+            record = _reuse(task, *twin)
+            store.write_record(task.record_path, record)
+            return _outcome(task, "ok", record=record)
         device, slot = _take_device(task)
         lock.set_progress(device=device)
 
@@ -426,7 +461,8 @@ class _Session:
                      nonce=locks.new_token(), index=index, stale_seconds=self.stale_seconds,
                      heartbeat_seconds=self.opts.heartbeat_seconds,
                      runner_process=(locks.HOST, os.getpid(),
-                                     locks.process_start_time(os.getpid())))
+                                     locks.process_start_time(os.getpid())),
+                     reuse=self.opts.reuse)
 
     def _round(self, todo: list[RunSpec], n_jobs: int) -> int:
         """Run ``todo`` once; returns how many runs reached a record or an error."""
@@ -460,6 +496,8 @@ class _Session:
         note = ""
         if not outcome["fresh"]:
             note = "(recorded by another process)"
+        elif outcome.get("reused_from"):
+            note = f"(identical run reused from grid {outcome['reused_from']})"
         if status == "error":
             # a cell that cannot run as configured, or missing data: the user's to fix, and
             # every other cell would most likely stop the same way
@@ -698,8 +736,12 @@ def add_subcommands(sub) -> None:
                         "(default 10)")
     p.add_argument("--no-wait", action="store_true",
                    help="at the end, do not wait for runs another runner is still training")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="train every run even when another grid under RESULTS recorded the "
+                        "identical configuration (same run_id); by default that record is copied")
     p.add_argument("--only", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="run only matching cells, e.g. method=jocor noise_rate=0.2,0.5")
+                   help="run only matching cells, e.g. method=jocor noise_rate=0.2,0.5 "
+                        "select_on=ce (a run field or a method parameter)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the cells and what would run; run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -731,7 +773,7 @@ def _options(args: argparse.Namespace) -> RunnerOptions:
         devices=devices, runs_per_device=args.runs_per_device, retries=args.retries,
         checkpoint_every=args.checkpoint_every, threads=args.threads, data_root=args.data_root,
         progress=not args.no_progress, stale_lock_minutes=args.stale_lock_minutes,
-        wait=not args.no_wait)
+        wait=not args.no_wait, reuse=not args.no_reuse)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

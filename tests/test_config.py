@@ -189,6 +189,18 @@ def test_filter_runs() -> None:
         filter_runs(g.runs, ["colour=red"])
 
 
+def test_filter_runs_on_a_method_parameter(toy) -> None:
+    g = expand_grid(grid(methods={"standard": {}, "toy": {"select_on": ["joint", "ce"],
+                                                          "co_lambda": [0.1, 0.2]}}), name="g")
+    ce = filter_runs(g.runs, ["select_on=ce"])
+    assert len(ce) == 2 and {r.method_params["select_on"] for r in ce} == {"ce"}
+    # numbers compare as numbers; runs without the parameter (standard) never match
+    assert [r.method_params["co_lambda"] for r in filter_runs(g.runs, ["co_lambda=0.20"])] == [0.2] * 2
+    assert filter_runs(g.runs, ["select_on=ce", "co_lambda=0.1"])[0].label.startswith("toy")
+    with pytest.raises(ConfigError, match=r"method parameter of the grid \(co_lambda, select_on"):
+        filter_runs(g.runs, ["colour=red"])
+
+
 # ---- errors through the CLI: one line, exit status 2 --------------------------------------------
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:

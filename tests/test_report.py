@@ -196,3 +196,14 @@ def test_module_entry_point(results: Path, tmp_path: Path) -> None:
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: no run records") and "Traceback" not in proc.stderr
+
+
+def test_compute_line_counts_reused_runs_apart() -> None:
+    runs = pd.DataFrame({"device": ["cpu", "cpu", "cuda:0", "cpu"],
+                         "wall_seconds": [1800.0, 1800.0, 360.0, 900.0],
+                         "reused_from": [None, None, None, {"grid": "main", "record": "x.json"}]})
+    text = report.compute_text(runs)
+    assert text == ("Compute (run wall time): 1.0 h on cpu over 2 runs (30.0 min per run); "
+                    "0.1 h on cuda over 1 runs (6.0 min per run); 1 runs are identical "
+                    "configurations trained for grid main and reused here.")
+    assert report.compute_text(pd.DataFrame({"acc": [1.0]})) == ""

@@ -402,6 +402,38 @@ def test_only_filter_dry_run_and_status(tmp_path, write_grid, capsys) -> None:
     assert "no run of grid g matches" in capsys.readouterr().err
 
 
+def test_an_identical_run_recorded_by_another_grid_is_reused(tmp_path, write_grid,
+                                                            capsys) -> None:
+    results = str(tmp_path / "results")
+    common = ["--results", results, "--no-progress", "--checkpoints", str(tmp_path / "ck")]
+    main = write_grid(grid(seeds=1, rates=(0.2,), name="main"), name="main")
+    ablation = write_grid(grid(seeds=1, rates=(0.2, 0.4), name="ablation"), name="ablation")
+    assert bench_main(["run", str(main), *common]) == 0
+    capsys.readouterr()
+    assert bench_main(["run", str(ablation), *common]) == 0
+    out = capsys.readouterr().out
+    assert out.count("identical run reused from grid main") == 1, out
+
+    trained = next(iter(records(tmp_path / "results" / "main").values()))
+    recs = records(tmp_path / "results" / "ablation")
+    reused = recs[trained["run_id"]]
+    assert reused["reused_from"] == {"grid": "main", "record": f"{trained['label']}"
+                                     f"-digits-symmetric-0.2-s1-{trained['run_id']}.json"}
+    assert reused["grid"] == "ablation" and reused["metrics"] == trained["metrics"]
+    assert store.validate_record(reused) == []
+    other = next(r for r in recs.values() if r["run_id"] != trained["run_id"])
+    assert "reused_from" not in other and other["noise_rate"] == 0.4
+
+    # --no-reuse trains it: the same configuration gives the same numbers
+    shutil.rmtree(tmp_path / "results" / "ablation")
+    assert bench_main(["run", str(ablation), *common, "--no-reuse", "--only",
+                       "noise_rate=0.2"]) == 0
+    assert "reused" not in capsys.readouterr().out
+    fresh = records(tmp_path / "results" / "ablation")[trained["run_id"]]
+    assert "reused_from" not in fresh
+    assert fresh["metrics"]["test_acc"] == trained["metrics"]["test_acc"]
+
+
 # ---- grid files with errors --------------------------------------------------------------------
 
 def test_malformed_yaml_reports_its_line_with_status_2(tmp_path, write_grid) -> None:
