@@ -67,6 +67,7 @@ class RunnerOptions:
     wait: bool = True
     heartbeat_seconds: float = 30.0
     reuse: bool = True                     # copy an identical run recorded by another grid
+    fuse_seeds: bool = False               # train the seeds of a cell as one fused model
 
 
 # ---- the task a worker executes ----------------------------------------------------------------
@@ -163,58 +164,95 @@ def _take_device(task: _Task) -> tuple[str | None, locks.RunLock | None]:
         time.sleep(0.5)
 
 
-def _execute(task: _Task) -> dict:
-    """Claim, train and record one run (in a worker process); never raises for a run's failure."""
-    spec = task.spec
-    host, pid, start = task.runner_process
+def _execute(tasks: list[_Task]) -> list[dict]:
+    """Claim, train and record runs (in a worker process); never raises for a run's failure.
+
+    One task is one run. Several tasks are the seeds of one cell: those this worker can claim
+    train together as one fused model (:mod:`bench.fused_run`), each with its own record.
+    """
+    first = tasks[0]
+    host, pid, start = first.runner_process
     if host == locks.HOST and not locks.pid_alive(pid, start):
         # a loky worker outlives a runner killed with SIGKILL; leave queued runs to the next one
-        return _outcome(task, "abandoned")
-    info = locks.owner_info(runner=task.runner, run_id=spec.run_id, nonce=task.nonce,
-                            label=spec.label, epochs=spec.train.epochs)
-    try:
-        lock = locks.acquire(Path(task.lock_path), info, stale_seconds=task.stale_seconds,
-                             takeover_nonce=task.nonce)
-    except OSError as exc:
-        return _outcome(task, "error", error=f"cannot create the run's lock: {exc}")
-    if lock is None:
-        return _outcome(task, "locked")
-    lock.start_heartbeat(task.heartbeat_seconds)
+        return [_outcome(t, "abandoned") for t in tasks]
+    outcomes: list[dict] = []
+    held: list[tuple[_Task, locks.RunLock, dict | None]] = []
     slot = None
     try:
-        previous = _read_record(task.record_path)
-        if previous is not None and (previous.get("status") == "ok"
-                                     or _attempts(previous) >= task.max_attempts):
-            return _outcome(task, previous.get("status", "failed"), record=previous, fresh=False)
-        twin = _twin_record(task) if task.reuse else None
-        if twin is not None:
-            record = _reuse(task, *twin)
-            store.write_record(task.record_path, record)
-            return _outcome(task, "ok", record=record)
-        device, slot = _take_device(task)
-        lock.set_progress(device=device)
+        for task in tasks:
+            spec = task.spec
+            info = locks.owner_info(runner=task.runner, run_id=spec.run_id, nonce=task.nonce,
+                                    label=spec.label, epochs=spec.train.epochs)
+            try:
+                lock = locks.acquire(Path(task.lock_path), info,
+                                     stale_seconds=task.stale_seconds, takeover_nonce=task.nonce)
+            except OSError as exc:
+                outcomes.append(_outcome(task, "error",
+                                         error=f"cannot create the run's lock: {exc}"))
+                continue
+            if lock is None:
+                outcomes.append(_outcome(task, "locked"))
+                continue
+            lock.start_heartbeat(task.heartbeat_seconds)
+            try:
+                previous = _read_record(task.record_path)
+                if previous is not None and (previous.get("status") == "ok"
+                                             or _attempts(previous) >= task.max_attempts):
+                    outcomes.append(_outcome(task, previous.get("status", "failed"),
+                                             record=previous, fresh=False))
+                    lock.release()
+                    continue
+                twin = _twin_record(task) if task.reuse else None
+                if twin is not None:
+                    record = _reuse(task, *twin)
+                    store.write_record(task.record_path, record)
+                    outcomes.append(_outcome(task, "ok", record=record))
+                    lock.release()
+                    continue
+            except BaseException:
+                lock.release()
+                raise
+            held.append((task, lock, previous))
+        if not held:
+            return outcomes
+        device, slot = _take_device(first)
+        for _, lock, _ in held:
+            lock.set_progress(device=device)
 
         import torch
 
-        from bench import engine
+        from bench import engine, fused_run
 
         # runs side by side must not each start one thread per core
-        torch.set_num_threads(task.threads)
-        record = engine.run(spec, device=device, results_dir=None,
-                            checkpoint_dir=task.checkpoint_dir,
-                            checkpoint_every=task.checkpoint_every, data_root=task.data_root,
-                            on_epoch=lambda epoch, _m: lock.set_progress(epoch=epoch + 1))
-        record["attempts"] = _attempts(previous) + 1
-        store.write_record(task.record_path, record)
-        return _outcome(task, record["status"], record=record)
+        torch.set_num_threads(first.threads)
+        if len(held) == 1:
+            task, lock, _ = held[0]
+            records = [engine.run(task.spec, device=device, results_dir=None,
+                                  checkpoint_dir=task.checkpoint_dir,
+                                  checkpoint_every=task.checkpoint_every,
+                                  data_root=task.data_root,
+                                  on_epoch=lambda epoch, _m: lock.set_progress(epoch=epoch + 1))]
+        else:
+            records = fused_run.run_fused(
+                [t.spec for t, _, _ in held], device=device, data_root=first.data_root,
+                on_epoch=lambda g, epoch: held[g][1].set_progress(epoch=epoch + 1))
+        for (task, _, previous), record in zip(held, records):
+            record["attempts"] = _attempts(previous) + 1
+            store.write_record(task.record_path, record)
+            outcomes.append(_outcome(task, record["status"], record=record))
+        return outcomes
     except BenchError as exc:  # bad configuration of this cell or missing data: stop the grid
-        return _outcome(task, "error", error=str(exc))
+        error = str(exc)
     except Exception as exc:  # the runner's own plumbing (a full disk...), not the training
-        return _outcome(task, "error", error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
     finally:
         if slot is not None:
             slot.release()
-        lock.release()
+        for _, lock, _ in held:
+            lock.release()
+    done = {o["run_id"] for o in outcomes}
+    return outcomes + [_outcome(t, "error", error=error) for t, _, _ in held
+                       if t.spec.run_id not in done]
 
 
 # ---- scanning the grid's state -----------------------------------------------------------------
@@ -471,11 +509,11 @@ class _Session:
         tasks = [self._task(spec, i) for i, spec in enumerate(todo)]
         progressed = 0
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)(
-            delayed(_execute)(t) for t in tasks)
+            delayed(_execute)(group) for group in self._groups(tasks))
         try:
             while True:
                 try:
-                    outcome = next(results)
+                    outcomes = next(results)
                 except StopIteration:
                     break
                 except (BenchError, KeyboardInterrupt):
@@ -483,10 +521,23 @@ class _Session:
                 except Exception as exc:  # a worker died: its runs become failed attempts
                     progressed += self._handle_crash(exc, tasks)
                     break
-                progressed += self._finish(outcome)
+                for outcome in outcomes:
+                    progressed += self._finish(outcome)
         finally:
             results.close()
         return progressed
+
+    def _groups(self, tasks: list[_Task]) -> list[list[_Task]]:
+        """One task per run, or with ``fuse_seeds`` the fusable seeds of a cell together."""
+        if not self.opts.fuse_seeds:
+            return [[t] for t in tasks]
+        from bench.fused_run import fusable, group_key
+
+        groups: dict[str, list[_Task]] = {}
+        for task in tasks:
+            key = group_key(task.spec) if fusable(task.spec) else task.spec.run_id
+            groups.setdefault(key, []).append(task)
+        return list(groups.values())
 
     def _finish(self, outcome: dict) -> int:
         spec = self.by_id[outcome["run_id"]]
@@ -736,6 +787,9 @@ def add_subcommands(sub) -> None:
                         "(default 10)")
     p.add_argument("--no-wait", action="store_true",
                    help="at the end, do not wait for runs another runner is still training")
+    p.add_argument("--fuse-seeds", action="store_true",
+                   help="train the seeds of each cell together as one fused model (methods "
+                        "standard and jocor, without augmentation; pays on a GPU, not on a CPU)")
     p.add_argument("--no-reuse", action="store_true",
                    help="train every run even when another grid under RESULTS recorded the "
                         "identical configuration (same run_id); by default that record is copied")
@@ -773,7 +827,7 @@ def _options(args: argparse.Namespace) -> RunnerOptions:
         devices=devices, runs_per_device=args.runs_per_device, retries=args.retries,
         checkpoint_every=args.checkpoint_every, threads=args.threads, data_root=args.data_root,
         progress=not args.no_progress, stale_lock_minutes=args.stale_lock_minutes,
-        wait=not args.no_wait, reuse=not args.no_reuse)
+        wait=not args.no_wait, reuse=not args.no_reuse, fuse_seeds=args.fuse_seeds)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

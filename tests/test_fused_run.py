@@ -1,0 +1,82 @@
+"""Fused seeds of a cell (bench.fused_run, ``bench run --fuse-seeds``) against unfused runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from bench import engine, store
+from bench.__main__ import main as bench_main
+from bench.errors import ConfigError
+from bench.fused_run import run_fused
+
+SCHEDULE = {"epochs": 4, "batch_size": 64, "lr": 0.001, "optimizer": "adam",
+            "schedule": "coteaching", "decay_start": 2, "drop_last": True}
+
+
+@pytest.mark.parametrize("method,params,noise", [
+    ("standard", {}, ("symmetric", 0.4)),
+    ("jocor", {"co_lambda": 0.5}, ("symmetric", 0.4)),
+    ("jocor", {"co_lambda": 0.5, "select_on": "ce"}, ("asymmetric", 0.4)),
+])
+def test_fused_seeds_record_what_unfused_runs_record(method, params, noise, make_spec) -> None:
+    specs = [make_spec(method=method, method_params=params, noise_type=noise[0],
+                       noise_rate=noise[1], seed=seed, train=SCHEDULE) for seed in (1, 2, 3)]
+    fused = run_fused(specs, device="cpu")
+    for spec, rec in zip(specs, fused):
+        alone = engine.run(spec, device="cpu")
+        assert rec["status"] == "ok", rec["error"]
+        assert store.validate_record(rec) == []
+        assert rec["run_id"] == spec.run_id and rec["seed"] == spec.seed
+        assert rec["fused"]["run_ids"] == [s.run_id for s in specs]
+        assert rec["transition_matrix"] == alone["transition_matrix"]
+        a, b = rec["metrics"], alone["metrics"]
+        assert a["epoch"] == b["epoch"] == [0, 1, 2, 3]
+        np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-4)
+        # test accuracy (of 360 images): the same to float rounding of a few logits
+        np.testing.assert_allclose(a["test_acc"], b["test_acc"], atol=0.6)
+        if method == "jocor":
+            assert a["selected_count"] == b["selected_count"]
+            np.testing.assert_allclose(a["label_precision"], b["label_precision"], atol=2e-3)
+            np.testing.assert_allclose(a["label_recall"], b["label_recall"], atol=2e-3)
+            assert a["extra"]["forget_rate"] == b["extra"]["forget_rate"]
+    # the seeds really trained differently (different initial weights and batch orders)
+    assert len({tuple(r["metrics"]["train_loss"]) for r in fused}) == 3
+
+
+def test_only_one_cell_with_different_seeds_fuses(make_spec) -> None:
+    a = make_spec(seed=1)
+    with pytest.raises(ConfigError, match="differ in seed"):
+        run_fused([a, make_spec(seed=2, noise_rate=0.4)], device="cpu")
+    with pytest.raises(ConfigError, match="differ in seed"):
+        run_fused([a, make_spec(seed=1)], device="cpu")
+    with pytest.raises(ConfigError, match="cannot be fused"):
+        run_fused([make_spec(method="coteaching", seed=s) for s in (1, 2)], device="cpu")
+    with pytest.raises(ConfigError, match="cannot be fused"):
+        run_fused([make_spec(seed=s, train={"augment": "crop_flip"}) for s in (1, 2)],
+                  device="cpu")
+
+
+def test_runner_fuses_the_seeds_of_fusable_cells(tmp_path, capsys) -> None:
+    grid = {"name": "f", "dataset": "digits", "network": "mlp",
+            "train": {"epochs": 2, "batch_size": 64},
+            "methods": {"standard": {}, "jocor": {}, "coteaching": {}},
+            "noise": [{"type": "symmetric", "rate": 0.2}], "seeds": 3}
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    args = ["run", str(path), "--results", str(tmp_path / "results"), "--no-progress",
+            "--threads", "1", "--fuse-seeds"]
+    assert bench_main(args) == 0
+    recs = [store.read_record(p) for p in (tmp_path / "results" / "f").glob("*.json")]
+    assert len(recs) == 9 and all(r["status"] == "ok" for r in recs)
+    for method in ("standard", "jocor"):
+        group = [r for r in recs if r["method"] == method]
+        ids = sorted(r["run_id"] for r in group)
+        assert all(sorted(r["fused"]["run_ids"]) == ids for r in group)
+        (wall,) = {r["fused"]["group_wall_seconds"] for r in group}
+        assert all(r["wall_seconds"] == pytest.approx(wall / 3) for r in group)
+    assert not any("fused" in r for r in recs if r["method"] == "coteaching")
+    capsys.readouterr()
+    assert bench_main(args) == 0          # resumable: nothing left to run
+    assert "0 to run" in capsys.readouterr().out
