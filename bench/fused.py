@@ -29,9 +29,10 @@ but from one generator, so a fused run with dropout does not reproduce its unfus
 networks without dropout (mlp, cnn6, lenet, preact_resnet18) match their twins up to float
 rounding.
 
-Two fused training steps are provided: :func:`standard_step` (cross-entropy, one network per run)
-and :func:`jocor_step` (JoCoR's joint loss and small-loss selection, two networks per run, 2G-way
-fusion). Batches come from :func:`fused_train_batches`, which draws each run's own shuffled order
+Three fused training steps are provided: :func:`standard_step` (cross-entropy, one network per
+run), :func:`jocor_step` (JoCoR's joint loss and small-loss selection) and
+:func:`coteaching_step` (Co-teaching's cross update), the last two with two networks per run,
+2G-way fusion. Batches come from :func:`fused_train_batches`, which draws each run's own shuffled order
 from the same generator seeds as :meth:`bench.engine.RunContext.train_batches`, so a fused run
 sees exactly the batches of its unfused twin. Crop+flip augmentation is not fused (the
 Co-teaching family trains without it).
@@ -49,7 +50,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 __all__ = ["FusedNetworks", "fused_train_batches", "fused_channels_last", "standard_step",
-           "jocor_step"]
+           "jocor_step", "coteaching_step"]
 
 
 def _safe(name: str) -> str:
@@ -292,15 +293,8 @@ def jocor_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.
     from methods.jocor import jocor_joint_loss
 
     g = x.shape[0]
-    if fused.num_runs != 2 * g:
-        raise ValueError(f"jocor_step: {fused.num_runs} networks for {g} runs (need 2 per run)")
-    both = torch.cat([x, x])
-    if x.dim() == 5 and x.permute(1, 3, 4, 0, 2).is_contiguous() and not x.is_contiguous():
-        both = fused_channels_last(both)                               # keep the fused layout
-    with _autocast(x.device, amp):
-        logits = fused(both)                                           # (2G, B, K)
+    logits = _pair_logits(fused, x, amp, "jocor_step")
     _, b, k = logits.shape
-    logits = _upcast(logits)
     joint, ce = jocor_joint_loss(logits[:g].reshape(g * b, k), logits[g:].reshape(g * b, k),
                                  y.reshape(-1), co_lambda=co_lambda, stable_kl=stable_kl)
     joint, ce = joint.view(g, b), ce.view(g, b)
@@ -311,3 +305,45 @@ def jocor_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.
     losses.sum().backward()
     optimizer.step()
     return losses.detach(), pick
+
+
+def _pair_logits(fused: FusedNetworks, x: torch.Tensor, amp: bool, name: str) -> torch.Tensor:
+    """Logits (2G, B, K) of the two networks of G runs, each run's batch fed to both."""
+    g = x.shape[0]
+    if fused.num_runs != 2 * g:
+        raise ValueError(f"{name}: {fused.num_runs} networks for {g} runs (need 2 per run)")
+    both = torch.cat([x, x])
+    if x.dim() == 5 and x.permute(1, 3, 4, 0, 2).is_contiguous() and not x.is_contiguous():
+        both = fused_channels_last(both)                               # keep the fused layout
+    with _autocast(x.device, amp):
+        logits = fused(both)
+    return _upcast(logits)
+
+
+def coteaching_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                    y: torch.Tensor, *, num_remember: int, normalization: str = "official",
+                    amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Co-teaching step for G runs fused with both of their networks (2G-way fusion).
+
+    fused: 2G networks ordered [net1 of runs 0..G-1, net2 of runs 0..G-1]; x: (G, B, ...);
+    y: (G, B). In each run every network keeps its ``num_remember`` smallest-CE samples and its
+    peer is updated on them (methods.small_loss.coteaching_losses, with the same
+    normalisation). One optimiser over the stacked parameters stands for the code's two Adam
+    optimisers (elementwise updates). Returns net1's (G,) losses and the (G, num_remember)
+    batch positions net1 kept.
+    """
+    g = x.shape[0]
+    logits = _pair_logits(fused, x, amp, "coteaching_step")
+    _, b, k = logits.shape
+    ce = F.cross_entropy(logits.reshape(2 * g * b, k), torch.cat([y, y]).reshape(-1),
+                         reduction="none").view(2, g, b)
+    pick1 = torch.topk(ce[0].detach(), num_remember, dim=1, largest=False, sorted=False).indices
+    pick2 = torch.topk(ce[1].detach(), num_remember, dim=1, largest=False, sorted=False).indices
+    loss1 = ce[0].gather(1, pick2).mean(1)
+    loss2 = ce[1].gather(1, pick1).mean(1)
+    if normalization == "official":
+        loss1, loss2 = loss1 / num_remember, loss2 / num_remember
+    optimizer.zero_grad(set_to_none=True)
+    (loss1 + loss2).sum().backward()
+    optimizer.step()
+    return loss1.detach(), pick1

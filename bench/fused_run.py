@@ -14,7 +14,9 @@ time; ``wall_seconds`` is the run's share, the group's time divided by its size)
 Fusable methods and what they fuse:
 
 * ``standard``: G networks, :func:`bench.fused.standard_step`;
-* ``jocor``: the two networks of each of G runs, 2G networks, :func:`bench.fused.jocor_step`.
+* ``jocor``: the two networks of each of G runs, 2G networks, :func:`bench.fused.jocor_step`;
+* ``coteaching``: likewise, :func:`bench.fused.coteaching_step` (one optimiser over the stacked
+  parameters stands for the code's two Adam optimisers: the updates are elementwise).
 
 Other methods run unfused (the runner falls back by itself). The fused path has no data
 augmentation (the Co-teaching family trains without it) and keeps no checkpoints: a fused group
@@ -42,7 +44,7 @@ from methods.small_loss import num_remember
 
 __all__ = ["FUSABLE", "fusable", "group_key", "run_fused"]
 
-FUSABLE = ("standard", "jocor")
+FUSABLE = ("standard", "jocor", "coteaching")
 
 
 def group_key(spec: RunSpec) -> str:
@@ -161,7 +163,32 @@ class _JoCoRTrainer(_Trainer):
                 for t, sel in zip(total.cpu(), selected)]
 
 
-_TRAINERS = {"standard": _StandardTrainer, "jocor": _JoCoRTrainer}
+class _CoteachingTrainer(_Trainer):
+    def layout(self):
+        return [[m.net1 for m in self.methods], [m.net2 for m in self.methods]]
+
+    def _epoch(self, epoch, visited):
+        cfg = self.methods[0].config
+        forget_rate = float(self.methods[0].rate_schedule[epoch])
+        g = len(self.ctxs)
+        selected = torch.zeros_like(visited)
+        total = torch.zeros(g, device=self.device)
+        batches = 0
+        for x, y, idx in self.batches(visited):
+            losses, pick = fused.coteaching_step(
+                self.fused, self.optimizer, x, y,
+                num_remember=num_remember(forget_rate, y.shape[1]),
+                normalization=cfg.loss_normalization, amp=self.ctxs[0].use_amp)
+            selected[self.runs, idx.gather(1, pick)] = True
+            total += losses
+            batches += 1
+        return [EpochResult(train_loss=float(t) / max(batches, 1), selected=sel,
+                            extra={"forget_rate": forget_rate})
+                for t, sel in zip(total.cpu(), selected)]
+
+
+_TRAINERS = {"standard": _StandardTrainer, "jocor": _JoCoRTrainer,
+             "coteaching": _CoteachingTrainer}
 
 
 def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,

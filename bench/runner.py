@@ -789,7 +789,8 @@ def add_subcommands(sub) -> None:
                    help="at the end, do not wait for runs another runner is still training")
     p.add_argument("--fuse-seeds", action="store_true",
                    help="train the seeds of each cell together as one fused model (methods "
-                        "standard and jocor, without augmentation; pays on a GPU, not on a CPU)")
+                        "standard, coteaching and jocor, without augmentation; pays on a GPU, "
+                        "not on a CPU)")
     p.add_argument("--no-reuse", action="store_true",
                    help="train every run even when another grid under RESULTS recorded the "
                         "identical configuration (same run_id); by default that record is copied")
