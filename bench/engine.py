@@ -57,12 +57,19 @@ class RunContext:
         num_train, num_classes, epochs, start_epoch, device, seed.
         noise_type, noise_rate: the nominal noise (methods such as Co-teaching assume the rate
             is known and use it as their forget rate).
+        nominal_transition_matrix: (K, K) numpy T[clean, noisy] of the configured noise model,
+            or None where it has none (human, instance noise).
         np_rng: numpy Generator for the method's own randomness (mixup, sampling).
     """
 
     def __init__(self, spec: RunSpec, data: ImageData, noisy_labels: np.ndarray,
-                 device: torch.device) -> None:
+                 device: torch.device, *, nominal_transition_matrix=None) -> None:
         self.spec = spec
+        # the noise model's T[clean, noisy] as configured (None for human / instance noise):
+        # what a method that "knows T" may use; never the clean labels
+        self.nominal_transition_matrix = (
+            None if nominal_transition_matrix is None
+            else np.asarray(nominal_transition_matrix, dtype=np.float64))
         self.train_cfg = spec.train
         self.device = device
         self.dataset = spec.dataset
@@ -307,7 +314,11 @@ def _now() -> str:
 
 def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None = None,
             verify: bool = True):
-    """Load the data and draw the run's noisy labels: (data, noisy_labels, noise_info)."""
+    """Load the data and draw the run's noisy labels: (data, noisy_labels, noise_info).
+
+    noise_info holds the record's noise fields and, under ``_nominal_matrix``, the noise model's
+    full-precision matrix (None where it has none) for :class:`RunContext`.
+    """
     data = load_dataset(spec.dataset, root=data_root, verify=verify)
     clean = data.train_labels
     features = None
@@ -334,6 +345,8 @@ def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None
             clean[known], draw.noisy_labels[known], data.num_classes).round(6).tolist(),
         "nominal_transition_matrix": (None if draw.nominal_transition_matrix is None else
                                       draw.nominal_transition_matrix.round(6).tolist()),
+        # unrounded, for the run's context (popped before the info goes into the record)
+        "_nominal_matrix": draw.nominal_transition_matrix,
     }
     return data, draw.noisy_labels, info
 
@@ -360,9 +373,10 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
     try:
         torch.manual_seed(spec.seed)
         data, noisy, info = prepare(spec, dev, data_root=data_root, verify=verify_data)
+        nominal = info.pop("_nominal_matrix")
         record.update(info)
         method_cls = METHODS.get(spec.method)
-        ctx = RunContext(spec, data, noisy, dev)
+        ctx = RunContext(spec, data, noisy, dev, nominal_transition_matrix=nominal)
         method = method_cls(method_cls.Config(**_config_kwargs(method_cls, spec.method_params)),
                             ctx)
         clean = torch.as_tensor(data.train_labels, device=dev)

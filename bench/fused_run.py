@@ -222,8 +222,9 @@ def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,
             torch.manual_seed(spec.seed)
             data, noisy, info = engine.prepare(spec, dev, data_root=data_root,
                                                verify=verify_data and data is None)
+            nominal = info.pop("_nominal_matrix")
             record.update(info)
-            ctx = engine.RunContext(spec, data, noisy, dev)
+            ctx = engine.RunContext(spec, data, noisy, dev, nominal_transition_matrix=nominal)
             config = method_cls.Config(**engine._config_kwargs(method_cls, spec.method_params))
             methods.append(method_cls(config, ctx))
             ctxs.append(ctx)

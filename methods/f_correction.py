@@ -34,6 +34,13 @@ from the stage-1 network at the end of its epochs. The JoCoR and Co-teaching tab
 F-correction as a baseline whose code is not released: how they split the epochs, which
 checkpoint they estimated from and whether they filtered outliers could not be determined.
 
+Option beyond the code (Patrini's "forward T" rows, with the true matrix): ``transition:
+nominal`` skips stage 1 and trains one network with the forward loss under the noise model's
+configured T (``ctx.nominal_transition_matrix``, e.g. ``(1 - r)`` on the diagonal and
+``r / (K - 1)`` elsewhere for symmetric noise) for every epoch. It separates the error of the
+estimate from what the correction itself achieves under the protocol; it needs a noise model
+with a matrix (not human or instance noise).
+
 Logged: ``extra.stage`` (1 or 2) and ``extra.estimated_noise_rate`` = 1 - mean(diag T), the
 noise rate the estimate implies for balanced classes (None during stage 1). The method never
 sees clean labels, so it computes no error against the true T (the engine records the realised
@@ -48,10 +55,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from bench.errors import ConfigError
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
 
 KERAS_EPSILON = 1e-7  # loss.py clips the softmax to [eps, 1 - eps]
+TRANSITIONS = ("estimate", "nominal")
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,11 @@ class FCorrectionConfig:
     filter_outlier: bool = True        # experiment.py: True, False for CIFAR-100
     outlier_percentile: float = 97.0   # models.py NoiseEstimator: np.percentile(..., 97)
     inplace_filter_quirk: bool = True  # models.py: filtering a numpy view edits eta_corr
+    transition: str = "estimate"       # "estimate": two stages; "nominal": the known T
 
     def __post_init__(self) -> None:
+        if self.transition not in TRANSITIONS:
+            raise ValueError(f"transition must be one of {TRANSITIONS}, got {self.transition!r}")
         if self.estimation_epochs < 1:
             raise ValueError(f"estimation_epochs must be >= 1, got {self.estimation_epochs}")
         if not 0.0 < self.outlier_percentile <= 100.0:
@@ -108,6 +120,8 @@ class FCorrection(Method):
     extra_state = ("transition_matrix",)
 
     def record_extras(self) -> dict:
+        if self.config.transition == "nominal":   # the record's nominal_transition_matrix
+            return {}
         return {"estimated_transition_matrix": self.transition_matrix}
 
     @classmethod
@@ -120,6 +134,12 @@ class FCorrection(Method):
         self.net1 = ctx.make_network()
         self.optimizer = ctx.make_optimizer(self.net1.parameters())
         self.transition_matrix: torch.Tensor | None = None
+        if config.transition == "nominal":
+            if ctx.nominal_transition_matrix is None:
+                raise ConfigError(f"f_correction transition: nominal needs a noise model with a "
+                                  f"transition matrix; {ctx.noise_type!r} noise has none")
+            self.transition_matrix = torch.as_tensor(ctx.nominal_transition_matrix,
+                                                     dtype=torch.float32, device=ctx.device)
 
     @torch.no_grad()
     def estimate(self) -> torch.Tensor:

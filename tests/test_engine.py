@@ -59,8 +59,9 @@ def test_record_is_valid_and_complete(digits_record) -> None:
     assert store.validate_record(on_disk) == []
     record_keys, metric_keys = schema_keys()
     assert len(record_keys) > 25 and "started_at" in record_keys and "finished_at" in record_keys
-    # `attempts` is the runner's count; engine.run alone does not write it
-    assert sorted(set(record_keys) - set(on_disk) - {"attempts"}) == []
+    # `attempts` is the runner's count, which engine.run alone does not write; `fused` and
+    # `reused_from` are only on runs trained fused or copied from another grid
+    assert sorted(set(record_keys) - set(on_disk) - {"attempts", "fused", "reused_from"}) == []
     assert sorted(set(metric_keys) - set(on_disk["metrics"])) == []
     assert on_disk["run_id"] == spec.run_id and on_disk["epochs"] == 2
     assert on_disk["metrics"]["epoch"] == [0, 1]

@@ -15,6 +15,7 @@ from torch import nn
 
 from bench import engine
 from bench.config import resolve_method_params
+from bench.errors import ConfigError
 from bench.store import validate_record
 from methods.coteaching import Coteaching
 from methods.coteaching_plus import coteaching_plus_losses
@@ -510,3 +511,36 @@ def test_f_correction_resumes_across_the_stage_change(make_spec, tmp_path) -> No
     resumed = engine.run(spec, device="cpu", checkpoint_dir=tmp_path)
     assert resumed["metrics"]["test_acc"] == full["metrics"]["test_acc"]
     assert resumed["metrics"]["extra"] == full["metrics"]["extra"]
+
+
+def test_f_correction_with_the_nominal_matrix_trains_forward_from_the_start(make_spec,
+                                                                             monkeypatch) -> None:
+    used = []
+    real = forward_corrected_loss
+
+    def spy(logits, labels, transition_matrix, **kw):
+        used.append(transition_matrix.detach().cpu().numpy().copy())
+        return real(logits, labels, transition_matrix, **kw)
+
+    monkeypatch.setattr("methods.f_correction.forward_corrected_loss", spy)
+    spec = make_spec(method="f_correction", method_params={"transition": "nominal"},
+                     noise_rate=0.4, train={"epochs": 2, "batch_size": 128,
+                                            "max_iters_per_epoch": 3})
+    record = engine.run(spec, device="cpu")
+    assert record["status"] == "ok", record["error"]
+    assert record["metrics"]["extra"]["stage"] == [2.0, 2.0]      # no estimation stage
+    assert len(used) == 6                                         # every step is corrected
+    want = np.array(record["nominal_transition_matrix"])
+    assert want[0, 0] == 0.6 and want[0, 1] == round(0.4 / 9, 6)      # the record rounds
+    exact = np.full((10, 10), 0.4 / 9) + np.eye(10) * (0.6 - 0.4 / 9)
+    np.testing.assert_allclose(used[0], exact, rtol=1e-7)             # the method does not
+    assert record["method_state"] == {}
+
+
+def test_f_correction_nominal_needs_a_noise_model_with_a_matrix(make_spec) -> None:
+    spec = make_spec(method="f_correction", method_params={"transition": "nominal"},
+                     noise_type="instance", noise_rate=0.2, train={"epochs": 1})
+    with pytest.raises(ConfigError, match="transition: nominal needs a noise model"):
+        engine.run(spec, device="cpu")
+    with pytest.raises(ConfigError, match="transition must be one of"):
+        make_spec(method="f_correction", method_params={"transition": "oracle"})
