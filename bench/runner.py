@@ -385,7 +385,8 @@ class _Tally:
 
 
 class _Session:
-    def __init__(self, grid_name: str, runs: list[RunSpec], opts: RunnerOptions) -> None:
+    def __init__(self, grid_name: str, runs: list[RunSpec], opts: RunnerOptions, *,
+                 grid_run_ids: Iterable[str] | None = None) -> None:
         if opts.backend not in BACKENDS:
             raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}")
         if opts.retries < 0 or opts.checkpoint_every < 1:
@@ -393,6 +394,8 @@ class _Session:
         self.grid_name = grid_name
         self.runs = runs
         self.by_id = {r.run_id: r for r in runs}
+        # every run of the grid, also those --only leaves out (None: not known)
+        self.grid_run_ids = set(grid_run_ids) if grid_run_ids is not None else None
         self.opts = opts
         results = Path(opts.results).absolute()
         self.grid_dir = results / grid_name
@@ -649,6 +652,7 @@ class _Session:
                 if s == "failed":
                     self.tally.failed.add(run_id)
         todo = sum(s in ("pending", "retry") for s in states.values())
+        self._warn_orphans()
         self._write(f"grid {self.grid_name}: {len(self.runs)} runs, {todo} to run, "
                     f"{len(self.tally.finished)} already recorded; backend {self.opts.backend}, "
                     f"{self.jobs} job(s), {self.threads} thread(s) per run, device "
@@ -667,6 +671,18 @@ class _Session:
             if self.slot_dir is not None:
                 shutil.rmtree(self.slot_dir, ignore_errors=True)
         return self._report()
+
+    def _warn_orphans(self) -> None:
+        """Records in the grid's folder that belong to no run of the grid file as it is now."""
+        if self.grid_run_ids is None:
+            return
+        orphans = sorted(p.name for p in self.grid_dir.glob("*.json")
+                         if p.stem.rsplit("-", 1)[-1] not in self.grid_run_ids)
+        if orphans:
+            self._write(f"warning: {len(orphans)} record(s) in {self.grid_dir} belong to no run "
+                        f"of this grid (a changed setting or default gives a run a new run_id), "
+                        f"e.g. {orphans[0]}; reports read every record of the folder, so move "
+                        f"them out of it")
 
     def _loop(self, stack: contextlib.ExitStack) -> None:
         n_jobs = None  # the backend starts (a cluster, say) only once there is work for it
@@ -746,7 +762,8 @@ def run_grid(grid_path: str | Path, *, only: Iterable[str] = (),
     """Run (or complete) a grid; returns 0 when every selected run is ok, else 1."""
     grid = load_grid(grid_path)
     runs = filter_runs(grid.runs, list(only))
-    return _Session(grid.name, runs, options or RunnerOptions()).run()
+    return _Session(grid.name, runs, options or RunnerOptions(),
+                    grid_run_ids=[r.run_id for r in grid.runs]).run()
 
 
 def add_subcommands(sub) -> None:
@@ -842,7 +859,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             stale_minutes=opts.stale_lock_minutes, dry_run=True)
     if args.download:
         download_datasets(runs, data_root=opts.data_root)
-    return _Session(grid.name, runs, opts).run()
+    return _Session(grid.name, runs, opts, grid_run_ids=[r.run_id for r in grid.runs]).run()
 
 
 def download_datasets(runs: Iterable[RunSpec], *, data_root: str | None = None) -> None:

@@ -34,11 +34,11 @@ from the stage-1 network at the end of its epochs. The JoCoR and Co-teaching tab
 F-correction as a baseline whose code is not released: how they split the epochs, which
 checkpoint they estimated from and whether they filtered outliers could not be determined.
 
-Option beyond the code (Patrini's "forward T" rows, with the true matrix): ``transition:
-nominal`` skips stage 1 and trains one network with the forward loss under the noise model's
-configured T (``ctx.nominal_transition_matrix``, e.g. ``(1 - r)`` on the diagonal and
-``r / (K - 1)`` elsewhere for symmetric noise) for every epoch. It separates the error of the
-estimate from what the correction itself achieves under the protocol; it needs a noise model
+Variant beyond the code (Patrini's "forward T" rows, with the true matrix): the method
+``f_correction_nominal`` skips stage 1 and trains one network with the forward loss under the
+noise model's configured T (``ctx.nominal_transition_matrix``, e.g. ``1 - r`` on the diagonal
+and ``r / (K - 1)`` elsewhere for symmetric noise) for every epoch. It separates the error of
+the estimate from what the correction itself achieves under the protocol; it needs a noise model
 with a matrix (not human or instance noise).
 
 Logged: ``extra.stage`` (1 or 2) and ``extra.estimated_noise_rate`` = 1 - mean(diag T), the
@@ -51,16 +51,16 @@ the test accuracy is the stage-1 network's. No selection: ``selected`` is None.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
+from methods.base import EpochResult, Method, NoConfig
 
 KERAS_EPSILON = 1e-7  # loss.py clips the softmax to [eps, 1 - eps]
-TRANSITIONS = ("estimate", "nominal")
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,8 @@ class FCorrectionConfig:
     filter_outlier: bool = True        # experiment.py: True, False for CIFAR-100
     outlier_percentile: float = 97.0   # models.py NoiseEstimator: np.percentile(..., 97)
     inplace_filter_quirk: bool = True  # models.py: filtering a numpy view edits eta_corr
-    transition: str = "estimate"       # "estimate": two stages; "nominal": the known T
 
     def __post_init__(self) -> None:
-        if self.transition not in TRANSITIONS:
-            raise ValueError(f"transition must be one of {TRANSITIONS}, got {self.transition!r}")
         if self.estimation_epochs < 1:
             raise ValueError(f"estimation_epochs must be >= 1, got {self.estimation_epochs}")
         if not 0.0 < self.outlier_percentile <= 100.0:
@@ -118,9 +115,10 @@ class FCorrection(Method):
     Config = FCorrectionConfig
     report = "net1"
     extra_state = ("transition_matrix",)
+    transition: ClassVar[str] = "estimate"    # f_correction_nominal: "nominal"
 
     def record_extras(self) -> dict:
-        if self.config.transition == "nominal":   # the record's nominal_transition_matrix
+        if self.transition == "nominal":   # the record's nominal_transition_matrix
             return {}
         return {"estimated_transition_matrix": self.transition_matrix}
 
@@ -134,9 +132,9 @@ class FCorrection(Method):
         self.net1 = ctx.make_network()
         self.optimizer = ctx.make_optimizer(self.net1.parameters())
         self.transition_matrix: torch.Tensor | None = None
-        if config.transition == "nominal":
+        if self.transition == "nominal":
             if ctx.nominal_transition_matrix is None:
-                raise ConfigError(f"f_correction transition: nominal needs a noise model with a "
+                raise ConfigError(f"f_correction_nominal needs a noise model with a "
                                   f"transition matrix; {ctx.noise_type!r} noise has none")
             self.transition_matrix = torch.as_tensor(ctx.nominal_transition_matrix,
                                                      dtype=torch.float32, device=ctx.device)
@@ -185,3 +183,24 @@ class FCorrection(Method):
         return EpochResult(train_loss=float(total) / max(batches, 1),
                            extra={"estimated_noise_rate": noise,
                                   "stage": 1.0 if t is None else 2.0})
+
+
+@METHODS.register("f_correction_nominal")
+class FCorrectionNominal(FCorrection):
+    """Forward correction with the noise model's known T from the first epoch (no estimation).
+
+    Patrini et al.'s "forward T" (their tables' rows with the true matrix): one network trained
+    for every epoch with ``-log((clip(softmax(f(x))) @ T)[y])``, T the configured noise model's
+    ``T[clean, noisy]`` (``ctx.nominal_transition_matrix``; the realised matrix of the drawn
+    labels differs from it by sampling only). A diagnostic beside ``f_correction``: the gap
+    between the two is the cost of estimating T. Without a nominal matrix (human or instance
+    noise) the run is refused.
+    """
+
+    Config = NoConfig
+    transition = "nominal"
+
+    @classmethod
+    def setting_defaults(cls, *, dataset: str, noise_type: str,
+                         noise_rate: float | None) -> dict:
+        return {}

@@ -6,6 +6,7 @@ import dataclasses
 import subprocess
 import sys
 from dataclasses import dataclass
+import json
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,40 @@ def test_cli_subprocess_exit_status(write_grid, tmp_path) -> None:
                           cwd=REPO, timeout=120)
     assert proc.returncode == 2
     assert_one_line_error(proc.returncode, proc.stderr, "unknown method 'nosuch'")
+
+
+# ---- committed results stay addressable -----------------------------------------------------
+
+def _ignored(path: Path) -> bool:
+    """Whether git ignores ``path`` (local outputs such as results/demo are not the project's)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=REPO,
+                             capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0
+
+
+def _result_grids() -> list[str]:
+    results = REPO / "results"
+    return sorted(p.name for p in results.iterdir()
+                  if p.is_dir() and (REPO / "bench" / "grids" / f"{p.name}.yaml").is_file()
+                  and any(p.glob("*.json")) and not _ignored(p)) if results.is_dir() else []
+
+
+@pytest.mark.parametrize("name", _result_grids())
+def test_every_record_is_a_run_of_its_grid(name) -> None:
+    """A changed default or a new method parameter changes run_ids: the records in results/
+    would then no longer count as done and their cells would be trained again."""
+    from bench.store import read_record
+
+    specs = {r.run_id: r for r in load_grid(REPO / "bench" / "grids" / f"{name}.yaml").runs}
+    for path in sorted((REPO / "results" / name).glob("*.json")):
+        record = read_record(path)
+        assert record["run_id"] in specs, f"{path.name} matches no run of {name}.yaml"
+        spec = specs[record["run_id"]]
+        assert path.name == spec.filename
+        assert {k: record[k] for k in spec.config_dict()} == json.loads(
+            json.dumps(spec.config_dict())), path.name

@@ -523,8 +523,7 @@ def test_f_correction_with_the_nominal_matrix_trains_forward_from_the_start(make
         return real(logits, labels, transition_matrix, **kw)
 
     monkeypatch.setattr("methods.f_correction.forward_corrected_loss", spy)
-    spec = make_spec(method="f_correction", method_params={"transition": "nominal"},
-                     noise_rate=0.4, train={"epochs": 2, "batch_size": 128,
+    spec = make_spec(method="f_correction_nominal", noise_rate=0.4, train={"epochs": 2, "batch_size": 128,
                                             "max_iters_per_epoch": 3})
     record = engine.run(spec, device="cpu")
     assert record["status"] == "ok", record["error"]
@@ -538,9 +537,7 @@ def test_f_correction_with_the_nominal_matrix_trains_forward_from_the_start(make
 
 
 def test_f_correction_nominal_needs_a_noise_model_with_a_matrix(make_spec) -> None:
-    spec = make_spec(method="f_correction", method_params={"transition": "nominal"},
-                     noise_type="instance", noise_rate=0.2, train={"epochs": 1})
-    with pytest.raises(ConfigError, match="transition: nominal needs a noise model"):
+    spec = make_spec(method="f_correction_nominal", noise_type="instance", noise_rate=0.2,
+                     train={"epochs": 1})
+    with pytest.raises(ConfigError, match="needs a noise model with a transition matrix"):
         engine.run(spec, device="cpu")
-    with pytest.raises(ConfigError, match="transition must be one of"):
-        make_spec(method="f_correction", method_params={"transition": "oracle"})

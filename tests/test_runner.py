@@ -434,6 +434,19 @@ def test_an_identical_run_recorded_by_another_grid_is_reused(tmp_path, write_gri
     assert fresh["metrics"]["test_acc"] == trained["metrics"]["test_acc"]
 
 
+def test_records_of_runs_no_longer_in_the_grid_are_named(tmp_path, write_grid, capsys) -> None:
+    results = str(tmp_path / "results")
+    common = ["--results", results, "--no-progress", "--checkpoints", str(tmp_path / "ck")]
+    path = write_grid(grid(seeds=1, rates=(0.2,)))
+    assert bench_main(["run", str(path), *common]) == 0
+    assert "warning" not in capsys.readouterr().out
+    # a changed setting: the old record's run no longer exists
+    path = write_grid(grid(seeds=1, rates=(0.2,), batch_size=32))
+    assert bench_main(["run", str(path), *common, "--only", "seed=1"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: 1 record(s)" in out and "belong to no run of this grid" in out
+
+
 # ---- grid files with errors --------------------------------------------------------------------
 
 def test_malformed_yaml_reports_its_line_with_status_2(tmp_path, write_grid) -> None:
