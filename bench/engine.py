@@ -59,12 +59,15 @@ class RunContext:
             is known and use it as their forget rate).
         nominal_transition_matrix: (K, K) numpy T[clean, noisy] of the configured noise model,
             or None where it has none (human, instance noise).
+        compile: networks from :meth:`make_network` are compiled with ``torch.compile``.
         np_rng: numpy Generator for the method's own randomness (mixup, sampling).
     """
 
     def __init__(self, spec: RunSpec, data: ImageData, noisy_labels: np.ndarray,
-                 device: torch.device, *, nominal_transition_matrix=None) -> None:
+                 device: torch.device, *, nominal_transition_matrix=None,
+                 compile: bool = False) -> None:
         self.spec = spec
+        self.compile = compile
         # the noise model's T[clean, noisy] as configured (None for human / instance noise):
         # what a method that "knows T" may use; never the clean labels
         self.nominal_transition_matrix = (
@@ -100,6 +103,8 @@ class RunContext:
         net = net.to(self.device)
         if self.device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
+        if self.compile:
+            net.compile()   # in place: parameter names and checkpoints stay those of the module
         return net
 
     def make_optimizer(self, params, *, lr: float | None = None) -> torch.optim.Optimizer:
@@ -355,7 +360,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         checkpoint_dir: str | Path | None = None, checkpoint_every: int = 10,
         data_root: str | Path | None = None, verify_data: bool = True,
         on_epoch: Callable[[int, dict], None] | None = None,
-        stop_after_epoch: int | None = None) -> dict:
+        stop_after_epoch: int | None = None, compile: bool = False) -> dict:
     """Execute one run and return its record; write it under ``results_dir`` when given.
 
     A failure (an exception, a NaN loss, running out of memory) becomes a record with
@@ -364,9 +369,12 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
 
     stop_after_epoch: stop (without a record) after checkpointing this epoch; for tests of
         interrupted runs.
+    compile: compile the networks with ``torch.compile`` (an execution choice, not part of the
+        run's configuration or run_id; recorded as ``env.torch_compile``).
     """
     dev = pick_device(device)
     record = _base_record(spec, dev)
+    record["env"]["torch_compile"] = bool(compile)
     t0 = time.perf_counter()
     elapsed_before = 0.0
     ckpt_path = Path(checkpoint_dir) / f"{spec.run_id}.pt" if checkpoint_dir else None
@@ -376,7 +384,8 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         nominal = info.pop("_nominal_matrix")
         record.update(info)
         method_cls = METHODS.get(spec.method)
-        ctx = RunContext(spec, data, noisy, dev, nominal_transition_matrix=nominal)
+        ctx = RunContext(spec, data, noisy, dev, nominal_transition_matrix=nominal,
+                         compile=compile)
         method = method_cls(method_cls.Config(**_config_kwargs(method_cls, spec.method_params)),
                             ctx)
         clean = torch.as_tensor(data.train_labels, device=dev)

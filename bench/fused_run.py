@@ -193,12 +193,15 @@ _TRAINERS = {"standard": _StandardTrainer, "jocor": _JoCoRTrainer,
 
 def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,
               data_root=None, verify_data: bool = True,
-              on_epoch: Callable[[int, int], None] | None = None) -> list[dict]:
+              on_epoch: Callable[[int, int], None] | None = None,
+              compile: bool = False) -> list[dict]:
     """Train the runs ``specs`` (one cell, different seeds) fused; returns their records.
 
     A run whose loss becomes non-finite gets a ``failed`` record with the epochs it completed;
     the others go on. An exception of the group fails every run not yet failed.
     on_epoch(run_index, epoch) is called after each run's epoch is recorded.
+    compile: compile the fused model with ``torch.compile`` (the runs' own networks, used for
+        evaluation only, stay eager).
     """
     specs = list(specs)
     if not specs:
@@ -211,6 +214,8 @@ def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,
                           f"fused; fusable methods (without augmentation): {', '.join(FUSABLE)}")
     dev = engine.pick_device(device)
     records = [engine._base_record(s, dev) for s in specs]
+    for record in records:
+        record["env"]["torch_compile"] = bool(compile)
     alive = list(range(len(specs)))
     t0 = time.perf_counter()
     try:
@@ -233,6 +238,8 @@ def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,
         test_x = data.test_images.to(dev)
         test_y = torch.as_tensor(data.test_labels, device=dev)
         trainer = _TRAINERS[specs[0].method](methods, ctxs)
+        if compile:
+            trainer.fused.compile()
         for epoch in range(specs[0].train.start_epoch, specs[0].train.epochs):
             ctxs[0].apply_schedule(epoch)
             results = trainer.train_epoch(epoch)

@@ -68,6 +68,7 @@ class RunnerOptions:
     heartbeat_seconds: float = 30.0
     reuse: bool = True                     # copy an identical run recorded by another grid
     fuse_seeds: bool = False               # train the seeds of a cell as one fused model
+    compile: bool = False                  # torch.compile the networks
 
 
 # ---- the task a worker executes ----------------------------------------------------------------
@@ -92,6 +93,7 @@ class _Task:
     heartbeat_seconds: float
     runner_process: tuple[str, int, str | None]  # host, pid, start time of the runner
     reuse: bool = True
+    compile: bool = False
 
 
 def _attempts(record: dict | None) -> int:
@@ -231,11 +233,13 @@ def _execute(tasks: list[_Task]) -> list[dict]:
                                   checkpoint_dir=task.checkpoint_dir,
                                   checkpoint_every=task.checkpoint_every,
                                   data_root=task.data_root,
-                                  on_epoch=lambda epoch, _m: lock.set_progress(epoch=epoch + 1))]
+                                  on_epoch=lambda epoch, _m: lock.set_progress(epoch=epoch + 1),
+                                  compile=first.compile)]
         else:
             records = fused_run.run_fused(
                 [t.spec for t, _, _ in held], device=device, data_root=first.data_root,
-                on_epoch=lambda g, epoch: held[g][1].set_progress(epoch=epoch + 1))
+                on_epoch=lambda g, epoch: held[g][1].set_progress(epoch=epoch + 1),
+                compile=first.compile)
         for (task, _, previous), record in zip(held, records):
             record["attempts"] = _attempts(previous) + 1
             store.write_record(task.record_path, record)
@@ -503,7 +507,7 @@ class _Session:
                      heartbeat_seconds=self.opts.heartbeat_seconds,
                      runner_process=(locks.HOST, os.getpid(),
                                      locks.process_start_time(os.getpid())),
-                     reuse=self.opts.reuse)
+                     reuse=self.opts.reuse, compile=self.opts.compile)
 
     def _round(self, todo: list[RunSpec], n_jobs: int) -> int:
         """Run ``todo`` once; returns how many runs reached a record or an error."""
@@ -808,6 +812,9 @@ def add_subcommands(sub) -> None:
                    help="train the seeds of each cell together as one fused model (methods "
                         "standard, coteaching and jocor, without augmentation; pays on a GPU, "
                         "not on a CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the networks with torch.compile (each run first spends "
+                        "seconds to minutes compiling; pays on long GPU runs)")
     p.add_argument("--no-reuse", action="store_true",
                    help="train every run even when another grid under RESULTS recorded the "
                         "identical configuration (same run_id); by default that record is copied")
@@ -845,7 +852,7 @@ def _options(args: argparse.Namespace) -> RunnerOptions:
         devices=devices, runs_per_device=args.runs_per_device, retries=args.retries,
         checkpoint_every=args.checkpoint_every, threads=args.threads, data_root=args.data_root,
         progress=not args.no_progress, stale_lock_minutes=args.stale_lock_minutes,
-        wait=not args.no_wait, reuse=not args.no_reuse, fuse_seeds=args.fuse_seeds)
+        wait=not args.no_wait, reuse=not args.no_reuse, fuse_seeds=args.fuse_seeds, compile=args.compile)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -88,3 +88,23 @@ def test_runner_fuses_the_seeds_of_fusable_cells(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert bench_main(args) == 0          # resumable: nothing left to run
     assert "0 to run" in capsys.readouterr().out
+
+
+def test_compiled_runs_record_what_eager_runs_record(make_spec) -> None:
+    train = {"epochs": 2, "batch_size": 64, "max_iters_per_epoch": 5}
+    spec = make_spec(seed=1, train=train)
+    eager, compiled = engine.run(spec, device="cpu"), engine.run(spec, device="cpu", compile=True)
+    assert compiled["status"] == "ok", compiled["error"]
+    assert compiled["env"]["torch_compile"] is True and eager["env"]["torch_compile"] is False
+    assert compiled["run_id"] == eager["run_id"]
+    np.testing.assert_allclose(compiled["metrics"]["train_loss"], eager["metrics"]["train_loss"],
+                               rtol=1e-4)
+    np.testing.assert_allclose(compiled["metrics"]["test_acc"], eager["metrics"]["test_acc"],
+                               atol=0.6)
+    specs = [make_spec(method="jocor", seed=s, train=train) for s in (1, 2)]
+    fused = run_fused(specs, device="cpu", compile=True)
+    for spec, rec in zip(specs, fused):
+        alone = engine.run(spec, device="cpu")
+        assert rec["status"] == "ok", rec["error"]
+        np.testing.assert_allclose(rec["metrics"]["train_loss"], alone["metrics"]["train_loss"],
+                                   rtol=1e-4)
