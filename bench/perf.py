@@ -84,7 +84,8 @@ DATASET_SHAPES = {
 # Training passes over the data per epoch, in units of one network's training step, and how
 # many networks are evaluated on the test set each epoch.
 NETWORK_PASSES = {"standard": 1.0, "mentornet": 1.0, "coteaching": 2.0, "coteaching_plus": 2.0,
-                  "jocor": 2.0, "decoupling": 2.0, "f_correction": 2.0, "self_learning": 1.2,
+                  "jocor": 2.0, "decoupling": 2.0, "f_correction": 1.0,
+                  "f_correction_nominal": 1.0, "self_learning": 1.2,
                   "rsl": 2.0, "rsl_wm": 3.0}
 EVAL_NETWORKS = {"coteaching": 2, "coteaching_plus": 2, "jocor": 2, "decoupling": 2,
                  "dividemix": 2}
@@ -666,7 +667,8 @@ def estimate_grid_hours(runs: Iterable, *, throughput: dict[str, float] | None =
     Cost of a run = network-images / (training images per second of its network), where
     network-images = trained epochs x (training passes of the method x images per epoch +
     test forwards of its networks / 3). Training passes per epoch: standard, MentorNet 1;
-    Co-teaching, Co-teaching+, JoCoR, Decoupling 2; F-correction 2 (two stages); self-learning
+    Co-teaching, Co-teaching+, JoCoR, Decoupling 2; F-correction 1 (its two stages share the
+    run's epochs); self-learning
     1.2 (label-correction forwards); RSL 2, RSL_WM 3; DivideMix 2 during warm-up, then
     2 x (1 + 18 f) / 3 with f the labelled fraction (~ 1 - noise rate): 18 forward-equivalents
     per labelled sample (per 64 labelled samples: six no-grad forwards of 64 images for
@@ -707,7 +709,7 @@ def estimate_grid_hours(runs: Iterable, *, throughput: dict[str, float] | None =
     if unknown_data:
         assumptions.append("CIFAR-10 sizes assumed for " + ", ".join(sorted(unknown_data)))
     if unknown:
-        assumptions.append("one training pass per epoch assumed for " + ", ".join(sorted(unknown)))
+        assumptions.append("one training pass per epoch for " + ", ".join(sorted(unknown)))
     return {"gpu_hours": total, "runs": count, "by_grid": by_grid, "by_method": by_method,
             "throughput": used, "throughput_source": source, "assumptions": assumptions}
 

@@ -130,12 +130,17 @@ def _twin_record(task: _Task) -> tuple[Path, dict] | None:
     and its seed, seed, training protocol), so two grids that share a cell, such as an ablation
     and the main table it varies, need train it only once.
     """
-    own = Path(task.record_path)
-    for path in sorted(own.parent.parent.glob(f"*/*-{task.spec.run_id}.json")):
-        if path.parent == own.parent:
+    return find_twin(Path(task.record_path).parent, task.spec.run_id)
+
+
+def find_twin(grid_dir: Path, run_id: str) -> tuple[Path, dict] | None:
+    """(path, record) of an ``ok`` record of ``run_id`` trained for another grid under the same
+    results folder (never a copy itself), or None."""
+    for path in sorted(grid_dir.parent.glob(f"*/*-{run_id}.json")):
+        if path.parent == grid_dir:
             continue
         rec = _read_record(path)
-        if (rec is not None and rec.get("status") == "ok" and rec.get("run_id") == task.spec.run_id
+        if (rec is not None and rec.get("status") == "ok" and rec.get("run_id") == run_id
                 and not rec.get("reused_from")):
             return path, rec
     return None
@@ -863,7 +868,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = _options(args)
     if args.dry_run:
         return _print_table(grid.name, runs, results=opts.results, retries=opts.retries,
-                            stale_minutes=opts.stale_lock_minutes, dry_run=True)
+                            stale_minutes=opts.stale_lock_minutes, dry_run=True,
+                            reuse=opts.reuse)
     if args.download:
         download_datasets(runs, data_root=opts.data_root)
     return _Session(grid.name, runs, opts, grid_run_ids=[r.run_id for r in grid.runs]).run()
@@ -902,7 +908,7 @@ def cell_counts(runs: list[RunSpec], states: dict[str, str]) -> list[dict[str, A
 
 
 def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries: int,
-                 stale_minutes: float, dry_run: bool) -> int:
+                 stale_minutes: float, dry_run: bool, reuse: bool = True) -> int:
     from tabulate import tabulate
 
     state = GridState(Path(results) / grid_name, max_attempts=retries + 1,
@@ -926,8 +932,18 @@ def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
             print(f"  running: {spec.label} {spec.dataset} {spec.noise_label} s{spec.seed} on "
                   f"{info.get('host')} pid {info.get('pid')} {info.get('device') or ''} "
                   f"({progress})")
+    pending = [s for s in runs if states[s.run_id] == "pending"]
+    twins = {s.run_id for s in pending if find_twin(state.grid_dir, s.run_id) is not None}
+    if twins and not reuse:
+        print(f"  {len(twins)} pending run(s) have an identical record in another grid's folder; "
+              f"with --no-reuse they train again")
+        twins = set()
+    elif twins:
+        print(f"  {len(twins)} pending run(s) have an identical record in another grid's folder: "
+              f"`run` copies them instead of training them (--no-reuse trains them)")
     if dry_run:
-        to_run = [s for s in runs if states[s.run_id] in ("pending", "retry")]
+        to_run = [s for s in runs if states[s.run_id] in ("pending", "retry")
+                  and s.run_id not in twins]
         print(f"{len(to_run)} run(s) would run")
         for line in _estimate_lines(_estimate(to_run)):
             print(line)

@@ -410,6 +410,12 @@ def test_an_identical_run_recorded_by_another_grid_is_reused(tmp_path, write_gri
     ablation = write_grid(grid(seeds=1, rates=(0.2, 0.4), name="ablation"), name="ablation")
     assert bench_main(["run", str(main), *common]) == 0
     capsys.readouterr()
+    assert bench_main(["run", str(ablation), "--results", results, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 pending run(s) have an identical record" in out and "1 run(s) would run" in out
+    assert bench_main(["run", str(ablation), "--results", results, "--dry-run",
+                       "--no-reuse"]) == 0
+    assert "2 run(s) would run" in capsys.readouterr().out
     assert bench_main(["run", str(ablation), *common]) == 0
     out = capsys.readouterr().out
     assert out.count("identical run reused from grid main") == 1, out
