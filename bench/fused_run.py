@@ -138,23 +138,24 @@ class _StandardTrainer(_Trainer):
         return [EpochResult(train_loss=float(t) / max(count, 1)) for t in total.cpu()]
 
 
-class _JoCoRTrainer(_Trainer):
+class _PairTrainer(_Trainer):
+    """Two networks per run under a small-loss schedule (Co-teaching, JoCoR)."""
+
     def layout(self):
-        # jocor_step's order: net1 of every run, then net2 of every run
+        # the fused steps' order: net1 of every run, then net2 of every run
         return [[m.net1 for m in self.methods], [m.net2 for m in self.methods]]
 
+    def step(self, x, y, num_remember: int):
+        """One fused step: ((G,) losses, (G, num_remember) kept batch positions)."""
+        raise NotImplementedError
+
     def _epoch(self, epoch, visited):
-        cfg = self.methods[0].config
         forget_rate = float(self.methods[0].rate_schedule[epoch])
-        g = len(self.ctxs)
         selected = torch.zeros_like(visited)
-        total = torch.zeros(g, device=self.device)
+        total = torch.zeros(len(self.ctxs), device=self.device)
         batches = 0
         for x, y, idx in self.batches(visited):
-            losses, pick = fused.jocor_step(
-                self.fused, self.optimizer, x, y, co_lambda=cfg.co_lambda,
-                num_remember=num_remember(forget_rate, y.shape[1]), select_on=cfg.select_on,
-                stable_kl=cfg.stable_kl, amp=self.ctxs[0].use_amp)
+            losses, pick = self.step(x, y, num_remember(forget_rate, y.shape[1]))
             selected[self.runs, idx.gather(1, pick)] = True
             total += losses
             batches += 1
@@ -163,28 +164,21 @@ class _JoCoRTrainer(_Trainer):
                 for t, sel in zip(total.cpu(), selected)]
 
 
-class _CoteachingTrainer(_Trainer):
-    def layout(self):
-        return [[m.net1 for m in self.methods], [m.net2 for m in self.methods]]
-
-    def _epoch(self, epoch, visited):
+class _JoCoRTrainer(_PairTrainer):
+    def step(self, x, y, num_remember):
         cfg = self.methods[0].config
-        forget_rate = float(self.methods[0].rate_schedule[epoch])
-        g = len(self.ctxs)
-        selected = torch.zeros_like(visited)
-        total = torch.zeros(g, device=self.device)
-        batches = 0
-        for x, y, idx in self.batches(visited):
-            losses, pick = fused.coteaching_step(
-                self.fused, self.optimizer, x, y,
-                num_remember=num_remember(forget_rate, y.shape[1]),
-                normalization=cfg.loss_normalization, amp=self.ctxs[0].use_amp)
-            selected[self.runs, idx.gather(1, pick)] = True
-            total += losses
-            batches += 1
-        return [EpochResult(train_loss=float(t) / max(batches, 1), selected=sel,
-                            extra={"forget_rate": forget_rate})
-                for t, sel in zip(total.cpu(), selected)]
+        return fused.jocor_step(self.fused, self.optimizer, x, y, co_lambda=cfg.co_lambda,
+                                num_remember=num_remember, select_on=cfg.select_on,
+                                stable_kl=cfg.stable_kl, amp=self.ctxs[0].use_amp)
+
+
+class _CoteachingTrainer(_PairTrainer):
+    def step(self, x, y, num_remember):
+        cfg = self.methods[0].config
+        return fused.coteaching_step(self.fused, self.optimizer, x, y,
+                                     num_remember=num_remember,
+                                     normalization=cfg.loss_normalization,
+                                     amp=self.ctxs[0].use_amp)
 
 
 _TRAINERS = {"standard": _StandardTrainer, "jocor": _JoCoRTrainer,
