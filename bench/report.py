@@ -355,14 +355,20 @@ def compute_text(runs: pd.DataFrame) -> str:
     parts = []
     for device, group in own.groupby(own["device"].fillna("unknown").astype(str).str.split(":").str[0]):
         hours = pd.to_numeric(group["wall_seconds"], errors="coerce").sum() / 3600.0
-        parts.append(f"{hours:.1f} h on {device} over {len(group)} runs "
+        parts.append(f"{hours:.1f} h on {device} over {_plural(len(group), 'run')} "
                      f"({hours * 60 / max(len(group), 1):.1f} min per run)")
     text = "Compute (run wall time): " + "; ".join(parts) if parts else ""
     if reused.any():
         sources = ", ".join(sorted({str(r.get("grid")) for r in runs.loc[reused, "reused_from"]}))
-        text += (f"{'; ' if text else 'Compute: '}{int(reused.sum())} runs are identical configurations "
+        n = int(reused.sum())
+        text += (f"{'; ' if text else 'Compute: '}{_plural(n, 'run')} "
+                 f"{'is an identical configuration' if n == 1 else 'are identical configurations'} "
                  f"trained for grid {sources} and reused here")
     return text + "." if text else ""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across, settings: Settings,

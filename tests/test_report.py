@@ -204,6 +204,6 @@ def test_compute_line_counts_reused_runs_apart() -> None:
                          "reused_from": [None, None, None, {"grid": "main", "record": "x.json"}]})
     text = report.compute_text(runs)
     assert text == ("Compute (run wall time): 1.0 h on cpu over 2 runs (30.0 min per run); "
-                    "0.1 h on cuda over 1 runs (6.0 min per run); 1 runs are identical "
-                    "configurations trained for grid main and reused here.")
+                    "0.1 h on cuda over 1 run (6.0 min per run); 1 run is an identical "
+                    "configuration trained for grid main and reused here.")
     assert report.compute_text(pd.DataFrame({"acc": [1.0]})) == ""
