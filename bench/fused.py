@@ -29,10 +29,10 @@ but from one generator, so a fused run with dropout does not reproduce its unfus
 networks without dropout (mlp, cnn6, lenet, preact_resnet18) match their twins up to float
 rounding.
 
-Three fused training steps are provided: :func:`standard_step` (cross-entropy, one network per
-run), :func:`jocor_step` (JoCoR's joint loss and small-loss selection) and
-:func:`coteaching_step` (Co-teaching's cross update), the last two with two networks per run,
-2G-way fusion. Batches come from :func:`fused_train_batches`, which draws each run's own shuffled order
+Four fused training steps are provided: :func:`standard_step` (cross-entropy, one network per
+run), :func:`jocor_step` (JoCoR's joint loss and small-loss selection), :func:`coteaching_step`
+(Co-teaching's cross update) and :func:`decoupling_step` (update on disagreement), the last
+three with two networks per run, 2G-way fusion. Batches come from :func:`fused_train_batches`, which draws each run's own shuffled order
 from the same generator seeds as :meth:`bench.engine.RunContext.train_batches`, so a fused run
 sees exactly the batches of its unfused twin. Crop+flip augmentation is not fused (the
 Co-teaching family trains without it).
@@ -50,7 +50,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 __all__ = ["FusedNetworks", "fused_train_batches", "fused_channels_last", "standard_step",
-           "jocor_step", "coteaching_step"]
+           "jocor_step", "coteaching_step", "decoupling_step"]
 
 
 def _safe(name: str) -> str:
@@ -347,3 +347,32 @@ def coteaching_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: t
     (loss1 + loss2).sum().backward()
     optimizer.step()
     return loss1.detach(), pick1
+
+
+def decoupling_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                    y: torch.Tensor, *, warmup: bool = False, min_batch_fraction: float = 0.1,
+                    amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Decoupling step for G runs fused with both of their networks (2G-way fusion).
+
+    fused: 2G networks ordered [net1 of runs 0..G-1, net2 of runs 0..G-1]; x: (G, B, ...);
+    y: (G, B). In each run both networks are updated on the samples where their predictions
+    disagree (every sample while ``warmup``), the CE sum divided by
+    ``max(min_batch_fraction * B, #disagreements)`` (methods.decoupling.decoupling_losses).
+    Returns net1's (G,) losses and the (G, B) bool update sets.
+    """
+    g = x.shape[0]
+    logits = _pair_logits(fused, x, amp, "decoupling_step")
+    _, b, k = logits.shape
+    update = logits[:g].detach().argmax(-1) != logits[g:].detach().argmax(-1)
+    if warmup:
+        update = torch.ones_like(update)
+    weights = update.to(logits.dtype)
+    denom = torch.clamp(weights.sum(1), min=max(min_batch_fraction * b, 1e-12))
+    ce = F.cross_entropy(logits.reshape(2 * g * b, k), torch.cat([y, y]).reshape(-1),
+                         reduction="none").view(2, g, b)
+    loss1 = (ce[0] * weights).sum(1) / denom
+    loss2 = (ce[1] * weights).sum(1) / denom
+    optimizer.zero_grad(set_to_none=True)
+    (loss1 + loss2).sum().backward()
+    optimizer.step()
+    return loss1.detach(), update

@@ -16,7 +16,8 @@ Fusable methods and what they fuse:
 * ``standard``: G networks, :func:`bench.fused.standard_step`;
 * ``jocor``: the two networks of each of G runs, 2G networks, :func:`bench.fused.jocor_step`;
 * ``coteaching``: likewise, :func:`bench.fused.coteaching_step` (one optimiser over the stacked
-  parameters stands for the code's two Adam optimisers: the updates are elementwise).
+  parameters stands for the code's two Adam optimisers: the updates are elementwise);
+* ``decoupling``: likewise, :func:`bench.fused.decoupling_step`.
 
 Other methods run unfused (the runner falls back by itself). The fused path has no data
 augmentation (the Co-teaching family trains without it) and keeps no checkpoints: a fused group
@@ -44,7 +45,7 @@ from methods.small_loss import num_remember
 
 __all__ = ["FUSABLE", "fusable", "group_key", "run_fused"]
 
-FUSABLE = ("standard", "jocor", "coteaching")
+FUSABLE = ("standard", "jocor", "coteaching", "decoupling")
 
 
 def group_key(spec: RunSpec) -> str:
@@ -181,8 +182,31 @@ class _CoteachingTrainer(_PairTrainer):
                                      amp=self.ctxs[0].use_amp)
 
 
+class _DecouplingTrainer(_Trainer):
+    def layout(self):
+        return [[m.net1 for m in self.methods], [m.net2 for m in self.methods]]
+
+    def _epoch(self, epoch, visited):
+        cfg = self.methods[0].config
+        selected = torch.zeros_like(visited)
+        total = torch.zeros(len(self.ctxs), device=self.device)
+        batches = 0
+        for x, y, idx in self.batches(visited):
+            step = self.methods[0].global_step      # the same in every run of the group
+            losses, update = fused.decoupling_step(
+                self.fused, self.optimizer, x, y, warmup=step < cfg.init_iters,
+                min_batch_fraction=cfg.min_batch_fraction, amp=self.ctxs[0].use_amp)
+            selected[self.runs, idx] = update
+            total += losses
+            batches += 1
+            for method in self.methods:
+                method.global_step += 1
+        return [EpochResult(train_loss=float(t) / max(batches, 1), selected=sel)
+                for t, sel in zip(total.cpu(), selected)]
+
+
 _TRAINERS = {"standard": _StandardTrainer, "jocor": _JoCoRTrainer,
-             "coteaching": _CoteachingTrainer}
+             "coteaching": _CoteachingTrainer, "decoupling": _DecouplingTrainer}
 
 
 def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,

@@ -704,8 +704,8 @@ def estimate_grid_hours(runs: Iterable, *, throughput: dict[str, float] | None =
             unknown_data.add(spec.dataset)
     assumptions = ["per-epoch test evaluation counted as forwards (1/3 of a training step)",
                    ("cnn6 at its fused rate, which `bench run --fuse-seeds` reaches for standard, "
-                    "coteaching and jocor; the other methods' cnn6 runs train unfused, so "
-                    "their share is a lower bound")]
+                    "coteaching, decoupling and jocor; the other methods' cnn6 runs train "
+                    "unfused, so their share is a lower bound")]
     if unknown_data:
         assumptions.append("CIFAR-10 sizes assumed for " + ", ".join(sorted(unknown_data)))
     if unknown:
