@@ -318,13 +318,15 @@ def _now() -> str:
 
 
 def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None = None,
-            verify: bool = True):
+            verify: bool = True, data: ImageData | None = None):
     """Load the data and draw the run's noisy labels: (data, noisy_labels, noise_info).
 
     noise_info holds the record's noise fields and, under ``_nominal_matrix``, the noise model's
     full-precision matrix (None where it has none) for :class:`RunContext`.
+    data: the run's dataset when already loaded (the seeds of a fused cell share it).
     """
-    data = load_dataset(spec.dataset, root=data_root, verify=verify)
+    if data is None:
+        data = load_dataset(spec.dataset, root=data_root, verify=verify)
     clean = data.train_labels
     features = None
     if spec.noise_type == "instance":

@@ -29,6 +29,7 @@ on a CPU it is slower than running the seeds one by one (see ``reports/perf.md``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
@@ -239,15 +240,21 @@ def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,
     try:
         method_cls = METHODS.get(specs[0].method)
         ctxs, methods, cleans = [], [], []
-        data = test_x = test_y = None
+        data = on_device = None
         for spec, record in zip(specs, records):
             # the seeding and construction order of engine.run: the same initial weights
             torch.manual_seed(spec.seed)
             data, noisy, info = engine.prepare(spec, dev, data_root=data_root,
-                                               verify=verify_data and data is None)
+                                               verify=verify_data, data=data)
+            if not data.in_memory:
+                raise ConfigError(f"--fuse-seeds needs a dataset held in memory; "
+                                  f"{spec.dataset} is read from disk per batch")
+            if on_device is None:   # one copy of the images on the device for the whole group
+                on_device = dataclasses.replace(data, train_images=data.train_images.to(dev))
             nominal = info.pop("_nominal_matrix")
             record.update(info)
-            ctx = engine.RunContext(spec, data, noisy, dev, nominal_transition_matrix=nominal)
+            ctx = engine.RunContext(spec, on_device, noisy, dev,
+                                    nominal_transition_matrix=nominal)
             config = method_cls.Config(**engine._config_kwargs(method_cls, spec.method_params))
             methods.append(method_cls(config, ctx))
             ctxs.append(ctx)
