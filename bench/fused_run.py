@@ -2,9 +2,10 @@
 
 A cell's runs differ only in their seed: the same architecture, batch size, optimiser and
 schedule, different initial weights and data orders (and noisy labels, where the noise seed
-follows the seed, as it does unless the grid fixes ``noise_seed``). :func:`run_fused` builds every run exactly as :func:`bench.engine.run` does
-(same seeding, same :class:`~bench.engine.RunContext`, same method object, so the same initial
-weights and the same batch order), stacks the runs' networks into one
+follows the seed, as it does unless the grid fixes ``noise_seed``). :func:`run_fused` builds
+every run exactly as :func:`bench.engine.run` does (same seeding, same
+:class:`~bench.engine.RunContext`, same method object, so the same initial weights and the same
+batch order; the dataset is loaded once and its images held once on the device), stacks the runs' networks into one
 :class:`~bench.fused.FusedNetworks` and trains them with one stream of kernels per step. After
 each epoch the trained weights are copied back into each run's own networks, and the engine's
 per-run code evaluates them, scores the selection against the clean labels and writes one
