@@ -428,22 +428,26 @@ def filter_runs(runs: Iterable[RunSpec], filters: Iterable[str]) -> list[RunSpec
             raise ConfigError(f"cannot filter on {key!r}; known: {', '.join(sorted(known))}, "
                               f"or a method parameter of the grid ({', '.join(sorted(params)) or 'none'})")
 
+    missing = object()
+
+    def value(run: RunSpec, key: str):
+        if key == "run_id":
+            return run.run_id
+        if key in known:
+            return getattr(run, key)
+        return run.method_params.get(key, missing)
+
     def ok(run: RunSpec) -> bool:
         for key, values in parsed:
-            if key not in known:        # a method parameter: runs without it do not match
-                if key not in run.method_params:
-                    return False
-                actual = run.method_params[key]
-                if isinstance(actual, bool):
-                    actual = str(actual).lower()
-                if isinstance(actual, (int, float)) and not isinstance(actual, bool):
-                    if not any(_float_eq(actual, v) for v in values):
-                        return False
-                elif str(actual) not in values:
-                    return False
-                continue
-            actual = run.run_id if key == "run_id" else getattr(run, key)
-            if isinstance(actual, float) or key == "noise_rate":
+            actual = value(run, key)
+            if actual is missing:           # a method parameter this run does not have
+                return False
+            if isinstance(actual, bool):
+                actual = str(actual).lower()
+            # numbers compare as numbers (0.2 == "0.20"); seeds and names as text
+            numeric = (key == "noise_rate" or isinstance(actual, float)
+                       or (key not in known and isinstance(actual, int)))
+            if numeric:
                 if actual is None or not any(_float_eq(actual, v) for v in values):
                     return False
             elif str(actual) not in values:

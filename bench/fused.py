@@ -320,6 +320,13 @@ def _pair_logits(fused: FusedNetworks, x: torch.Tensor, amp: bool, name: str) ->
     return _upcast(logits)
 
 
+def _pair_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy (2, G, B) of the pair logits (2G, B, K) against y (G, B)."""
+    two_g, b, k = logits.shape
+    return F.cross_entropy(logits.reshape(two_g * b, k), torch.cat([y, y]).reshape(-1),
+                           reduction="none").view(2, two_g // 2, b)
+
+
 def coteaching_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                     y: torch.Tensor, *, num_remember: int, normalization: str = "official",
                     amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -332,11 +339,7 @@ def coteaching_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: t
     optimisers (elementwise updates). Returns net1's (G,) losses and the (G, num_remember)
     batch positions net1 kept.
     """
-    g = x.shape[0]
-    logits = _pair_logits(fused, x, amp, "coteaching_step")
-    _, b, k = logits.shape
-    ce = F.cross_entropy(logits.reshape(2 * g * b, k), torch.cat([y, y]).reshape(-1),
-                         reduction="none").view(2, g, b)
+    ce = _pair_ce(_pair_logits(fused, x, amp, "coteaching_step"), y)
     pick1 = torch.topk(ce[0].detach(), num_remember, dim=1, largest=False, sorted=False).indices
     pick2 = torch.topk(ce[1].detach(), num_remember, dim=1, largest=False, sorted=False).indices
     loss1 = ce[0].gather(1, pick2).mean(1)
@@ -360,16 +363,14 @@ def decoupling_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: t
     ``max(min_batch_fraction * B, #disagreements)`` (methods.decoupling.decoupling_losses).
     Returns net1's (G,) losses and the (G, B) bool update sets.
     """
-    g = x.shape[0]
+    g, b = y.shape
     logits = _pair_logits(fused, x, amp, "decoupling_step")
-    _, b, k = logits.shape
     update = logits[:g].detach().argmax(-1) != logits[g:].detach().argmax(-1)
     if warmup:
         update = torch.ones_like(update)
     weights = update.to(logits.dtype)
     denom = torch.clamp(weights.sum(1), min=max(min_batch_fraction * b, 1e-12))
-    ce = F.cross_entropy(logits.reshape(2 * g * b, k), torch.cat([y, y]).reshape(-1),
-                         reduction="none").view(2, g, b)
+    ce = _pair_ce(logits, y)
     loss1 = (ce[0] * weights).sum(1) / denom
     loss2 = (ce[1] * weights).sum(1) / denom
     optimizer.zero_grad(set_to_none=True)

@@ -31,6 +31,7 @@ on a CPU it is slower than running the seeds one by one (see ``reports/perf.md``
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 import traceback
@@ -53,8 +54,6 @@ FUSABLE = ("standard", "jocor", "coteaching", "decoupling")
 def group_key(spec: RunSpec) -> str:
     """What the runs of one fused group share: the whole configuration but the seeds (the
     run's seed and its noise seed; each run keeps its own noisy labels)."""
-    import json
-
     config = spec.config_dict()
     config.pop("seed")
     config.pop("noise_seed")
@@ -80,10 +79,7 @@ class _Trainer:
         ctx = ctxs[0]
         cfg = ctx.train_cfg
         self.labels = torch.stack([c.noisy_labels for c in ctxs])
-        self.images = ctx._images
-        if not isinstance(self.images, torch.Tensor):
-            raise ConfigError(f"--fuse-seeds needs a dataset held in memory; {ctx.dataset} is "
-                              "read from disk per batch")
+        self.images = ctx._images     # one tensor for the group (run_fused checks it is one)
         self.batch_kwargs = dict(
             batch_size=cfg.batch_size, drop_last=cfg.drop_last,
             max_iters_per_epoch=cfg.max_iters_per_epoch,
@@ -141,12 +137,14 @@ class _StandardTrainer(_Trainer):
         return [EpochResult(train_loss=float(t) / max(count, 1)) for t in total.cpu()]
 
 
-class _PairTrainer(_Trainer):
-    """Two networks per run under a small-loss schedule (Co-teaching, JoCoR)."""
-
+class _TwoNetworkTrainer(_Trainer):
     def layout(self):
         # the fused steps' order: net1 of every run, then net2 of every run
         return [[m.net1 for m in self.methods], [m.net2 for m in self.methods]]
+
+
+class _PairTrainer(_TwoNetworkTrainer):
+    """Two networks per run under a small-loss schedule (Co-teaching, JoCoR)."""
 
     def step(self, x, y, num_remember: int):
         """One fused step: ((G,) losses, (G, num_remember) kept batch positions)."""
@@ -184,10 +182,7 @@ class _CoteachingTrainer(_PairTrainer):
                                      amp=self.ctxs[0].use_amp)
 
 
-class _DecouplingTrainer(_Trainer):
-    def layout(self):
-        return [[m.net1 for m in self.methods], [m.net2 for m in self.methods]]
-
+class _DecouplingTrainer(_TwoNetworkTrainer):
     def _epoch(self, epoch, visited):
         cfg = self.methods[0].config
         selected = torch.zeros_like(visited)

@@ -123,19 +123,14 @@ def _outcome(task: _Task, status: str, *, record: dict | None = None, error: str
             "reused_from": rec.get("reused_from", {}).get("grid") if fresh else None}
 
 
-def _twin_record(task: _Task) -> tuple[Path, dict] | None:
-    """An ``ok`` record of the same configuration (same run_id) in another grid's folder.
+def find_twin(grid_dir: Path, run_id: str) -> tuple[Path, dict] | None:
+    """(path, record) of an ``ok`` record of ``run_id`` trained for another grid under the same
+    results folder (never a copy itself), or None.
 
     The run_id hashes the whole resolved configuration (method and its parameters, data, noise
     and its seed, seed, training protocol), so two grids that share a cell, such as an ablation
     and the main table it varies, need train it only once.
     """
-    return find_twin(Path(task.record_path).parent, task.spec.run_id)
-
-
-def find_twin(grid_dir: Path, run_id: str) -> tuple[Path, dict] | None:
-    """(path, record) of an ``ok`` record of ``run_id`` trained for another grid under the same
-    results folder (never a copy itself), or None."""
     for path in sorted(grid_dir.parent.glob(f"*/*-{run_id}.json")):
         if path.parent == grid_dir:
             continue
@@ -150,9 +145,25 @@ def _reuse(task: _Task, twin: Path, rec: dict) -> dict:
     """The twin's record, relabelled for this grid, saying where it was trained."""
     spec = task.spec
     out = dict(rec)
-    out.update(grid=spec.grid, label=spec.label, reference=spec.to_dict().get("reference", {}),
+    out.update(grid=spec.grid, label=spec.label, reference=dict(spec.reference),
                reused_from={"grid": rec.get("grid", twin.parent.name), "record": twin.name})
     return out
+
+
+def _settle(task: _Task) -> tuple[dict | None, dict | None]:
+    """(outcome, previous record) of a claimed run: an outcome when it needs no training (it is
+    recorded, out of attempts, or copied from another grid's identical run), else None."""
+    previous = _read_record(task.record_path)
+    if previous is not None and (previous.get("status") == "ok"
+                                 or _attempts(previous) >= task.max_attempts):
+        return _outcome(task, previous.get("status", "failed"), record=previous,
+                        fresh=False), previous
+    twin = find_twin(Path(task.record_path).parent, task.spec.run_id) if task.reuse else None
+    if twin is not None:
+        record = _reuse(task, *twin)
+        store.write_record(task.record_path, record)
+        return _outcome(task, "ok", record=record), previous
+    return None, previous
 
 
 def _take_device(task: _Task) -> tuple[str | None, locks.RunLock | None]:
@@ -202,24 +213,15 @@ def _execute(tasks: list[_Task]) -> list[dict]:
                 continue
             lock.start_heartbeat(task.heartbeat_seconds)
             try:
-                previous = _read_record(task.record_path)
-                if previous is not None and (previous.get("status") == "ok"
-                                             or _attempts(previous) >= task.max_attempts):
-                    outcomes.append(_outcome(task, previous.get("status", "failed"),
-                                             record=previous, fresh=False))
-                    lock.release()
-                    continue
-                twin = _twin_record(task) if task.reuse else None
-                if twin is not None:
-                    record = _reuse(task, *twin)
-                    store.write_record(task.record_path, record)
-                    outcomes.append(_outcome(task, "ok", record=record))
-                    lock.release()
-                    continue
+                outcome, previous = _settle(task)
             except BaseException:
                 lock.release()
                 raise
-            held.append((task, lock, previous))
+            if outcome is not None:
+                lock.release()
+                outcomes.append(outcome)
+            else:
+                held.append((task, lock, previous))
         if not held:
             return outcomes
         device, slot = _take_device(first)
@@ -857,7 +859,8 @@ def _options(args: argparse.Namespace) -> RunnerOptions:
         devices=devices, runs_per_device=args.runs_per_device, retries=args.retries,
         checkpoint_every=args.checkpoint_every, threads=args.threads, data_root=args.data_root,
         progress=not args.no_progress, stale_lock_minutes=args.stale_lock_minutes,
-        wait=not args.no_wait, reuse=not args.no_reuse, fuse_seeds=args.fuse_seeds, compile=args.compile)
+        wait=not args.no_wait, reuse=not args.no_reuse, fuse_seeds=args.fuse_seeds,
+        compile=args.compile)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -934,13 +937,12 @@ def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
                   f"({progress})")
     pending = [s for s in runs if states[s.run_id] == "pending"]
     twins = {s.run_id for s in pending if find_twin(state.grid_dir, s.run_id) is not None}
-    if twins and not reuse:
-        print(f"  {len(twins)} pending run(s) have an identical record in another grid's folder; "
-              f"with --no-reuse they train again")
-        twins = set()
-    elif twins:
+    if twins:
         print(f"  {len(twins)} pending run(s) have an identical record in another grid's folder: "
-              f"`run` copies them instead of training them (--no-reuse trains them)")
+              + ("`run` copies them instead of training them (--no-reuse trains them)" if reuse
+                 else "with --no-reuse they train again"))
+    if not reuse:
+        twins = set()
     if dry_run:
         to_run = [s for s in runs if states[s.run_id] in ("pending", "retry")
                   and s.run_id not in twins]

@@ -51,7 +51,6 @@ the test accuracy is the stage-1 network's. No selection: ``selected`` is None.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -115,11 +114,8 @@ class FCorrection(Method):
     Config = FCorrectionConfig
     report = "net1"
     extra_state = ("transition_matrix",)
-    transition: ClassVar[str] = "estimate"    # f_correction_nominal: "nominal"
 
     def record_extras(self) -> dict:
-        if self.transition == "nominal":   # the record's nominal_transition_matrix
-            return {}
         return {"estimated_transition_matrix": self.transition_matrix}
 
     @classmethod
@@ -132,12 +128,6 @@ class FCorrection(Method):
         self.net1 = ctx.make_network()
         self.optimizer = ctx.make_optimizer(self.net1.parameters())
         self.transition_matrix: torch.Tensor | None = None
-        if self.transition == "nominal":
-            if ctx.nominal_transition_matrix is None:
-                raise ConfigError(f"f_correction_nominal needs a noise model with a "
-                                  f"transition matrix; {ctx.noise_type!r} noise has none")
-            self.transition_matrix = torch.as_tensor(ctx.nominal_transition_matrix,
-                                                     dtype=torch.float32, device=ctx.device)
 
     @torch.no_grad()
     def estimate(self) -> torch.Tensor:
@@ -198,9 +188,20 @@ class FCorrectionNominal(FCorrection):
     """
 
     Config = NoConfig
-    transition = "nominal"
 
     @classmethod
     def setting_defaults(cls, *, dataset: str, noise_type: str,
                          noise_rate: float | None) -> dict:
         return {}
+
+    def __init__(self, config: NoConfig, ctx) -> None:
+        super().__init__(config, ctx)
+        if ctx.nominal_transition_matrix is None:
+            raise ConfigError(f"f_correction_nominal needs a noise model with a transition "
+                              f"matrix; {ctx.noise_type!r} noise has none")
+        # set before the first epoch, so train_epoch never enters stage 1
+        self.transition_matrix = torch.as_tensor(ctx.nominal_transition_matrix,
+                                                 dtype=torch.float32, device=ctx.device)
+
+    def record_extras(self) -> dict:
+        return {}   # T is the record's nominal_transition_matrix
