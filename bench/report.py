@@ -7,6 +7,9 @@ For every grid under ``results/`` it writes
   (Holm-adjusted) and a verdict; the methods of each cell compared pairwise on shared seeds;
   Friedman test, average ranks, critical difference and IQM across cells;
 * ``reports/<grid>/summary.csv``: one row per (cell, method label) with every number above;
+* ``reports/<grid>/class_drops.csv``: per (cell, method label) with per-class selection counts,
+  the runs whose selected set lost a whole class (see ``dropped_classes``), also listed in the
+  markdown: one cause of a bimodal cell at high noise;
 * ``reports/<grid>/*.png``: accuracy against noise rate, test accuracy and label precision per
   epoch, and the critical-difference diagram.
 
@@ -40,6 +43,7 @@ PROTOCOL_TEXT = {
     "last10": "mean test accuracy over the last ten epochs",
 }
 DAGGER = "†"
+DROP_SHARE = 0.5  # a class is dropped when unselected in at least this share of epochs
 
 
 class ReportError(BenchError):
@@ -231,6 +235,48 @@ def across_cells(runs: pd.DataFrame, summary: pd.DataFrame, settings: Settings, 
     return Across(labels, len(complete), result, pd.DataFrame(iqm_rows), note)
 
 
+def dropped_classes(metrics: object) -> tuple[list[int], int | None]:
+    """Classes a run's selection dropped, and the first epoch in which none of them was selected.
+
+    A class counts as dropped when the selected set held none of its (noisy-labelled) samples in
+    the last epoch and in at least half of the epochs with per-class counts: a network that never
+    trains on a class again cannot predict it, which costs about 1/C of the test accuracy. Classes
+    that empty out only at the end (disagreement sets shrinking late, as in Decoupling) do not count.
+    """
+    if not isinstance(metrics, dict):
+        return [], None
+    rows = [row for row in metrics.get("selected_per_class") or [] if row]
+    if not rows:
+        return [], None
+    counts = np.asarray(rows, dtype=float)
+    zero = counts == 0
+    classes = [c for c in range(counts.shape[1]) if zero[-1, c] and zero[:, c].mean() >= DROP_SHARE]
+    if not classes:
+        return [], None
+    epochs = [e for e, row in zip(metrics.get("epoch") or range(1, len(rows) + 1),
+                                  metrics.get("selected_per_class") or []) if row]
+    first = int(np.argmax(zero[:, classes].all(axis=1)))  # first epoch with none of them selected
+    return classes, int(epochs[first])
+
+
+def class_drops(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, method label) with per-class selection counts: the runs that dropped a class."""
+    found = [dropped_classes(m) for m in runs["metrics"]]
+    counted = runs["metrics"].map(lambda m: isinstance(m, dict) and any(m.get("selected_per_class") or []))
+    runs = runs.assign(dropped=[f[0] for f in found], from_epoch=[f[1] for f in found])[counted]
+    rows = []
+    for key, group in runs.groupby([*CELL, "label"], dropna=False, sort=True):
+        hit = group["dropped"].map(bool)
+        bad, good = group[hit].sort_values("seed"), group[~hit]
+        rows.append({**dict(zip([*CELL, "label"], key)), "n": len(group), "n_dropped": int(hit.sum()),
+                     "seeds": bad["seed"].tolist(), "classes": bad["dropped"].tolist(),
+                     "from_epoch": bad["from_epoch"].tolist(),
+                     "acc_dropped": float(bad["acc"].mean()) if len(bad) else math.nan,
+                     "acc_kept": float(good["acc"].mean()) if len(good) else math.nan})
+    return pd.DataFrame(rows, columns=[*CELL, "label", "n", "n_dropped", "seeds", "classes", "from_epoch",
+                                       "acc_dropped", "acc_kept"])
+
+
 # --------------------------------------------------------------------------------------------
 # Text
 # --------------------------------------------------------------------------------------------
@@ -273,8 +319,32 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True)
 
 
+def _drops_section(drops: pd.DataFrame) -> list[str]:
+    """The runs whose selection dropped a whole class, or one line saying that none did."""
+    if drops.empty:
+        return []
+    head = ["### Classes dropped by the selection", ""]
+    hits = drops[drops["n_dropped"] > 0]
+    if hits.empty:
+        return head + [f"No run's selected set lost a whole class (none of its samples selected in the last "
+                       f"epoch and in at least {DROP_SHARE:.0%} of the epochs).", ""]
+    shown = pd.DataFrame({
+        "setting": [setting_name(t, r, v) for t, r, v in zip(hits["noise_type"], hits["noise_rate"], hits["noise_variant"])],
+        "method": hits["label"],
+        "runs": [f"{k} of {n}" for k, n in zip(hits["n_dropped"], hits["n"])],
+        "seed: classes (first epoch without them)": ["; ".join(f"{s}: {', '.join(map(str, c))} ({int(e)})"
+                                                 for s, c, e in zip(seeds, classes, start))
+                                       for seeds, classes, start in zip(hits["seeds"], hits["classes"], hits["from_epoch"])],
+        "accuracy, these runs": hits["acc_dropped"].map(_f),
+        "accuracy, the others": hits["acc_kept"].map(_f),
+    })
+    return head + [f"Runs whose selected set held no sample of some class (by its noisy label) in the last epoch "
+                   f"and in at least {DROP_SHARE:.0%} of the epochs: the networks stop learning that class, "
+                   f"which costs about one class's share of the test accuracy.", "", _table(shown), ""]
+
+
 def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, settings: Settings,
-                     figures: dict[str, Path]) -> list[str]:
+                     figures: dict[str, Path], drops: pd.DataFrame | None = None) -> list[str]:
     data = summary[summary["dataset"] == dataset].copy()
     data["setting"] = [setting_name(t, r, v) for t, r, v in zip(data["noise_type"], data["noise_rate"], data["noise_variant"])]
     settings_order = list(dict.fromkeys(data["setting"]))
@@ -297,6 +367,8 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
         lines += ["### Intervals (no paper number for this table)", "", _table(against), ""]
     else:
         lines += ["### Against the paper", "", _table(against), ""]
+    if drops is not None and not drops.empty:
+        lines += _drops_section(drops[drops["dataset"] == dataset])
     cell_pairs = pairs[pairs["dataset"] == dataset] if not pairs.empty else pairs
     if not cell_pairs.empty:
         lines += ["### Methods compared within each cell (paired by seed)", ""]
@@ -372,7 +444,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across, settings: Settings,
-           figures: dict, compute: str = "") -> str:
+           figures: dict, compute: str = "", drops: pd.DataFrame | None = None) -> str:
     n_runs = int(summary["n"].sum())
     lines = [
         f"# Report: {grid}", "",
@@ -388,7 +460,7 @@ def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across
         f"quoting the paper) or recalled (from memory of the literature, a lead only).", "",
     ]
     for dataset in dict.fromkeys(summary["dataset"]):
-        lines += _dataset_section(dataset, summary, pairs, settings, figures)
+        lines += _dataset_section(dataset, summary, pairs, settings, figures, drops)
     lines += _across_section(across, settings, figures)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -443,7 +515,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
         drawn = _draw(grid_dir, runs, summary, across, settings) if figures else {}
         summary.to_csv(grid_dir / "summary.csv", index=False)
         md = out_dir / f"{name}.md"
-        md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs)),
+        drops = class_drops(runs)
+        drops.to_csv(grid_dir / "class_drops.csv", index=False)
+        md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs), drops),
                       encoding="utf-8")
         written.append(md)
     return written

@@ -106,6 +106,7 @@ def test_end_to_end(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     # a recalled number is never shown without its tag
     assert "69.18 ± 0.52 (recalled)" in text
     assert "## Across cells" in text and "Methods compared within each cell" in text
+    assert "No run's selected set lost a whole class" in text
     assert capsys.readouterr().out.strip().endswith("synth.md")
 
 
@@ -207,3 +208,48 @@ def test_compute_line_counts_reused_runs_apart() -> None:
                     "0.1 h on cuda over 1 run (6.0 min per run); 1 run is an identical "
                     "configuration trained for grid main and reused here.")
     assert report.compute_text(pd.DataFrame({"acc": [1.0]})) == ""
+
+
+def _per_class(zero_from: dict[int, int], *, epochs: int = EPOCHS, blip: int | None = None) -> list[list[int]]:
+    """Per-epoch selected counts of 10 classes; class c has none from epoch ``zero_from[c]`` on."""
+    rows = [[0 if c in zero_from and e >= zero_from[c] else 10 for c in range(10)] for e in range(1, epochs + 1)]
+    if blip is not None:  # one sample of every emptied class selected again at that epoch
+        rows[blip - 1] = [1 if c in zero_from else n for c, n in enumerate(rows[blip - 1])]
+    return rows
+
+
+def test_dropped_classes_counts_only_lasting_drops() -> None:
+    epochs = list(range(1, EPOCHS + 1))
+    # emptied at epoch 3, one sample back at epoch 8, empty again: dropped, first emptied at 3
+    classes, first = report.dropped_classes({"epoch": epochs, "selected_per_class": _per_class({3: 3}, blip=8)})
+    assert classes == [3] and first == 3
+    # emptied only over the last quarter (a late-shrinking disagreement set): not a drop
+    assert report.dropped_classes({"epoch": epochs, "selected_per_class": _per_class({5: 10})}) == ([], None)
+    # selected again in the last epoch: not a drop
+    rows = _per_class({2: 2})
+    rows[-1][2] = 4
+    assert report.dropped_classes({"epoch": epochs, "selected_per_class": rows}) == ([], None)
+    # no per-class counts (a method without selection)
+    assert report.dropped_classes({"epoch": epochs, "selected_per_class": [None] * EPOCHS}) == ([], None)
+    assert report.dropped_classes(None) == ([], None)
+
+
+def test_report_lists_runs_that_dropped_a_class(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    grid = tmp_path / "results" / "drops"
+    for seed in range(4):
+        dropped = seed in (1, 3)
+        rec = _record(grid="drops", label="jocor", method="jocor", dataset="mnist", noise_type="symmetric",
+                      noise_rate=0.8, seed=seed, level=81.0 if dropped else 90.0, rng=rng)
+        rec["metrics"]["selected_per_class"] = _per_class({9 if seed == 1 else 3: 4} if dropped else {})
+        _write(grid, rec)
+    out = tmp_path / "reports"
+    assert report.main(["--results", str(tmp_path / "results"), "--out", str(out), "--no-figures",
+                        "--n-boot", "200"]) == 0
+    text = (out / "drops.md").read_text()
+    assert "### Classes dropped by the selection" in text
+    row = next(line for line in text.splitlines() if line.startswith("| symmetric 80%") and "2 of 4" in line)
+    assert "1: 9 (4); 3: 3 (4)" in row
+    drops = pd.read_csv(out / "drops" / "class_drops.csv")
+    assert drops.loc[0, "n_dropped"] == 2 and drops.loc[0, "n"] == 4
+    assert drops.loc[0, "acc_dropped"] < drops.loc[0, "acc_kept"] - 5
