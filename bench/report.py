@@ -235,6 +235,15 @@ def across_cells(runs: pd.DataFrame, summary: pd.DataFrame, settings: Settings, 
     return Across(labels, len(complete), result, pd.DataFrame(iqm_rows), note)
 
 
+def _per_class_counts(metrics: object) -> tuple[list, list]:
+    """(epochs, per-class selected counts) of the epochs that have counts (none without selection)."""
+    if not isinstance(metrics, dict):
+        return [], []
+    per_class = metrics.get("selected_per_class") or []
+    kept = [(e, row) for e, row in zip(metrics.get("epoch") or range(1, len(per_class) + 1), per_class) if row]
+    return [e for e, _ in kept], [row for _, row in kept]
+
+
 def dropped_classes(metrics: object) -> tuple[list[int], int | None]:
     """Classes a run's selection dropped, and the first epoch in which none of them was selected.
 
@@ -243,27 +252,23 @@ def dropped_classes(metrics: object) -> tuple[list[int], int | None]:
     trains on a class again cannot predict it, which costs about 1/C of the test accuracy. Classes
     that empty out only at the end (disagreement sets shrinking late, as in Decoupling) do not count.
     """
-    if not isinstance(metrics, dict):
-        return [], None
-    rows = [row for row in metrics.get("selected_per_class") or [] if row]
+    epochs, rows = _per_class_counts(metrics)
     if not rows:
         return [], None
-    counts = np.asarray(rows, dtype=float)
-    zero = counts == 0
-    classes = [c for c in range(counts.shape[1]) if zero[-1, c] and zero[:, c].mean() >= DROP_SHARE]
+    zero = np.asarray(rows) == 0
+    classes = [c for c in range(zero.shape[1]) if zero[-1, c] and zero[:, c].mean() >= DROP_SHARE]
     if not classes:
         return [], None
-    epochs = [e for e, row in zip(metrics.get("epoch") or range(1, len(rows) + 1),
-                                  metrics.get("selected_per_class") or []) if row]
     first = int(np.argmax(zero[:, classes].all(axis=1)))  # first epoch with none of them selected
     return classes, int(epochs[first])
 
 
 def class_drops(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (cell, method label) with per-class selection counts: the runs that dropped a class."""
+    counted = runs["metrics"].map(lambda m: bool(_per_class_counts(m)[1]))
+    runs = runs[counted.astype(bool)]
     found = [dropped_classes(m) for m in runs["metrics"]]
-    counted = runs["metrics"].map(lambda m: isinstance(m, dict) and any(m.get("selected_per_class") or []))
-    runs = runs.assign(dropped=[f[0] for f in found], from_epoch=[f[1] for f in found])[counted]
+    runs = runs.assign(dropped=[f[0] for f in found], from_epoch=[f[1] for f in found])
     rows = []
     for key, group in runs.groupby([*CELL, "label"], dropna=False, sort=True):
         hit = group["dropped"].map(bool)
@@ -367,7 +372,7 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
         lines += ["### Intervals (no paper number for this table)", "", _table(against), ""]
     else:
         lines += ["### Against the paper", "", _table(against), ""]
-    if drops is not None and not drops.empty:
+    if drops is not None:
         lines += _drops_section(drops[drops["dataset"] == dataset])
     cell_pairs = pairs[pairs["dataset"] == dataset] if not pairs.empty else pairs
     if not cell_pairs.empty:
