@@ -376,7 +376,11 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
         lines += _drops_section(drops[drops["dataset"] == dataset])
     cell_pairs = pairs[pairs["dataset"] == dataset] if not pairs.empty else pairs
     if not cell_pairs.empty:
-        lines += ["### Methods compared within each cell (paired by seed)", ""]
+        lines += ["### Methods compared within each cell (paired by seed)", "",
+                  "The mean difference, its interval, the t-test and the Wilcoxon test pair the runs of a and b "
+                  "by seed; P(a > b) does not: it is the share of all (run of a, run of b) pairs in which a "
+                  "scores higher (the probability of improvement, ties counting one half), with a percentile "
+                  "bootstrap interval.", ""]
         for cell, group in cell_pairs.groupby(CELL[1:], dropna=False, sort=True):
             shown = pd.DataFrame({
                 "a": group["a"], "b": group["b"], "pairs": group["n"].astype(str),

@@ -106,6 +106,8 @@ def test_end_to_end(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     # a recalled number is never shown without its tag
     assert "69.18 ± 0.52 (recalled)" in text
     assert "## Across cells" in text and "Methods compared within each cell" in text
+    # the unpaired column is said to be unpaired, under a heading that says "paired by seed"
+    assert "P(a > b) does not" in text
     assert "No run's selected set lost a whole class" in text
     assert capsys.readouterr().out.strip().endswith("synth.md")
 
