@@ -10,6 +10,9 @@ For every grid under ``results/`` it writes
 * ``reports/<grid>/class_drops.csv``: per (cell, method label) with per-class selection counts,
   the runs whose selected set lost a whole class (see ``dropped_classes``), also listed in the
   markdown: one cause of a bimodal cell at high noise;
+* ``reports/<grid>/collapses.csv``: per (cell, method label), the runs whose accuracy ended at
+  chance level (see ``collapses``), also listed in the markdown: a collapsed seed is what
+  stretches a cell's t-interval past [0, 100];
 * ``reports/<grid>/*.png``: accuracy against noise rate, test accuracy and label precision per
   epoch, and the critical-difference diagram.
 
@@ -44,6 +47,7 @@ PROTOCOL_TEXT = {
 }
 DAGGER = "†"
 DROP_SHARE = 0.5  # a class is dropped when unselected in at least this share of epochs
+CHANCE_FACTOR = 1.5  # a run has collapsed when its accuracy is at most this multiple of chance
 
 
 class ReportError(BenchError):
@@ -282,6 +286,54 @@ def class_drops(runs: pd.DataFrame) -> pd.DataFrame:
                                        "acc_dropped", "acc_kept"])
 
 
+def num_classes(record: pd.Series) -> int | None:
+    """The number of classes of a run: the side of its realised transition matrix, else the width
+    of its per-class selection counts; None when the record holds neither."""
+    matrix = record.get("transition_matrix")
+    if isinstance(matrix, list) and len(matrix) >= 2:
+        return len(matrix)
+    rows = _per_class_counts(record.get("metrics"))[1]
+    return len(rows[0]) if rows and len(rows[0]) >= 2 else None
+
+
+def collapsed_at(metrics: object, threshold: float) -> int | None:
+    """First epoch from which a run's test accuracy stays at or below ``threshold`` to the end."""
+    if not isinstance(metrics, dict) or not metrics.get("test_acc"):
+        return None
+    curve = np.array([np.nan if v is None else v for v in metrics["test_acc"]], dtype=float)
+    above = np.flatnonzero(~(curve <= threshold))  # NaN counts as not collapsed
+    start = 0 if above.size == 0 else int(above[-1]) + 1
+    if start >= curve.size:
+        return None
+    epochs = metrics.get("epoch") or range(1, curve.size + 1)
+    return int(list(epochs)[start])
+
+
+def collapses(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, method label): the runs whose reported accuracy is at most CHANCE_FACTOR x chance.
+
+    Such a run has stopped learning (typically the networks predict one class and the loss sits
+    near log C): a failure of the method on that seed, not noise around the cell's mean, so the cell's
+    mean and t-interval are shown next to its median and the mean of the other runs.
+    """
+    classes = runs.apply(num_classes, axis=1)
+    chance = 100.0 / classes.astype(float)
+    hit = runs["acc"] <= CHANCE_FACTOR * chance
+    runs = runs.assign(collapsed=hit.fillna(False).astype(bool), chance=chance)
+    rows = []
+    for key, group in runs.groupby([*CELL, "label"], dropna=False, sort=True):
+        bad, good = group[group["collapsed"]].sort_values("seed"), group[~group["collapsed"]]
+        rows.append({**dict(zip([*CELL, "label"], key)), "n": len(group), "n_collapsed": len(bad),
+                     "chance": float(group["chance"].iloc[0]),
+                     "seeds": bad["seed"].tolist(),
+                     "from_epoch": [collapsed_at(m, CHANCE_FACTOR * c) for m, c in zip(bad["metrics"], bad["chance"])],
+                     "acc_collapsed": float(bad["acc"].mean()) if len(bad) else math.nan,
+                     "acc_others": float(good["acc"].mean()) if len(good) else math.nan,
+                     "median": float(group["acc"].median())})
+    return pd.DataFrame(rows, columns=[*CELL, "label", "n", "n_collapsed", "chance", "seeds", "from_epoch",
+                                       "acc_collapsed", "acc_others", "median"])
+
+
 # --------------------------------------------------------------------------------------------
 # Text
 # --------------------------------------------------------------------------------------------
@@ -348,8 +400,31 @@ def _drops_section(drops: pd.DataFrame) -> list[str]:
                    f"which costs about one class's share of the test accuracy.", "", _table(shown), ""]
 
 
+def _collapse_section(found: pd.DataFrame) -> list[str]:
+    """The runs that ended at chance level; nothing when none did."""
+    hits = found[found["n_collapsed"] > 0] if not found.empty else found
+    if hits.empty:
+        return []
+    shown = pd.DataFrame({
+        "setting": [setting_name(t, r, v) for t, r, v in zip(hits["noise_type"], hits["noise_rate"], hits["noise_variant"])],
+        "method": hits["label"],
+        "runs": [f"{k} of {n}" for k, n in zip(hits["n_collapsed"], hits["n"])],
+        "seed (at chance from epoch)": ["; ".join(f"{s} ({e})" if e is not None else f"{s}" for s, e in zip(seeds, start))
+                                        for seeds, start in zip(hits["seeds"], hits["from_epoch"])],
+        "accuracy, these runs": hits["acc_collapsed"].map(_f),
+        "accuracy, the others": hits["acc_others"].map(_f),
+        "median, all runs": hits["median"].map(_f),
+    })
+    return ["### Runs at chance level", "",
+            f"Runs whose accuracy is at most {CHANCE_FACTOR:g} times chance (100/C %): training collapsed and "
+            f"the networks do no better than a guess. Such a run is a failure of the method on that seed, not "
+            f"spread around the mean; it pulls the cell's mean down and widens its t-interval, past [0, 100] "
+            f"with few seeds (the BCa interval stays inside).", "", _table(shown), ""]
+
+
 def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, settings: Settings,
-                     figures: dict[str, Path], drops: pd.DataFrame | None = None) -> list[str]:
+                     figures: dict[str, Path], drops: pd.DataFrame | None = None,
+                     collapsed: pd.DataFrame | None = None) -> list[str]:
     data = summary[summary["dataset"] == dataset].copy()
     data["setting"] = [setting_name(t, r, v) for t, r, v in zip(data["noise_type"], data["noise_rate"], data["noise_variant"])]
     settings_order = list(dict.fromkeys(data["setting"]))
@@ -374,6 +449,8 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
         lines += ["### Against the paper", "", _table(against), ""]
     if drops is not None:
         lines += _drops_section(drops[drops["dataset"] == dataset])
+    if collapsed is not None and not collapsed.empty:
+        lines += _collapse_section(collapsed[collapsed["dataset"] == dataset])
     cell_pairs = pairs[pairs["dataset"] == dataset] if not pairs.empty else pairs
     if not cell_pairs.empty:
         lines += ["### Methods compared within each cell (paired by seed)", "",
@@ -453,7 +530,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across, settings: Settings,
-           figures: dict, compute: str = "", drops: pd.DataFrame | None = None) -> str:
+           figures: dict, compute: str = "", drops: pd.DataFrame | None = None,
+           collapsed: pd.DataFrame | None = None) -> str:
     n_runs = int(summary["n"].sum())
     lines = [
         f"# Report: {grid}", "",
@@ -469,7 +547,7 @@ def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across
         f"quoting the paper) or recalled (from memory of the literature, a lead only).", "",
     ]
     for dataset in dict.fromkeys(summary["dataset"]):
-        lines += _dataset_section(dataset, summary, pairs, settings, figures, drops)
+        lines += _dataset_section(dataset, summary, pairs, settings, figures, drops, collapsed)
     lines += _across_section(across, settings, figures)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -526,7 +604,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
         md = out_dir / f"{name}.md"
         drops = class_drops(runs)
         drops.to_csv(grid_dir / "class_drops.csv", index=False)
-        md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs), drops),
+        collapsed = collapses(runs)
+        collapsed.to_csv(grid_dir / "collapses.csv", index=False)
+        md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs), drops, collapsed),
                       encoding="utf-8")
         written.append(md)
     return written

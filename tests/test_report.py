@@ -255,3 +255,46 @@ def test_report_lists_runs_that_dropped_a_class(tmp_path: Path) -> None:
     drops = pd.read_csv(out / "drops" / "class_drops.csv")
     assert drops.loc[0, "n_dropped"] == 2 and drops.loc[0, "n"] == 4
     assert drops.loc[0, "acc_dropped"] < drops.loc[0, "acc_kept"] - 5
+
+
+def test_collapsed_at_needs_the_curve_to_stay_low() -> None:
+    epochs = list(range(1, EPOCHS + 1))
+    curve = [60.0, 12.0, 10.3] + [10.3] * (EPOCHS - 3)
+    assert report.collapsed_at({"epoch": epochs, "test_acc": curve}, 15.0) == 2
+    curve[6] = 40.0  # recovered for one epoch, then back at chance: the lasting stretch counts
+    assert report.collapsed_at({"epoch": epochs, "test_acc": curve}, 15.0) == 8
+    curve[-1] = 40.0  # ends above chance: not collapsed
+    assert report.collapsed_at({"epoch": epochs, "test_acc": curve}, 15.0) is None
+    assert report.collapsed_at(None, 15.0) is None
+
+
+def test_report_lists_runs_at_chance_level(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    grid = tmp_path / "results" / "chance"
+    for seed in range(4):
+        # seed 2 collapses to one class's share of a 10-class test set from epoch 3 on
+        rec = _record(grid="chance", label="coteaching_plus", method="coteaching_plus", dataset="mnist",
+                      noise_type="symmetric", noise_rate=0.8, seed=seed, level=78.0, rng=rng)
+        rec["transition_matrix"] = np.full((10, 10), 0.1).tolist()
+        if seed == 2:
+            curve = [40.0, 20.0] + [10.3] * (EPOCHS - 2)
+            rec["metrics"]["test_acc"] = curve
+            rec["test_acc_last10"] = float(np.mean(curve[-10:]))
+        _write(grid, rec)
+    out = tmp_path / "reports"
+    assert report.main(["--results", str(tmp_path / "results"), "--out", str(out), "--no-figures",
+                        "--n-boot", "200"]) == 0
+    text = (out / "chance.md").read_text()
+    assert "### Runs at chance level" in text
+    row = next(line for line in text.splitlines() if line.startswith("| symmetric 80%") and "1 of 4" in line)
+    assert "| 2 (3) " in row
+    found = pd.read_csv(out / "chance" / "collapses.csv")
+    assert found.loc[0, "n_collapsed"] == 1 and found.loc[0, "chance"] == 10.0
+    assert found.loc[0, "acc_collapsed"] < 12 and found.loc[0, "acc_others"] > 70
+    # the other grids' reports stay free of the section when no run collapsed
+    rec = _record(grid="fine", label="jocor", method="jocor", dataset="mnist", noise_type="symmetric",
+                  noise_rate=0.2, seed=0, level=97.0, rng=rng)
+    _write(tmp_path / "results" / "fine", rec)
+    assert report.main(["--results", str(tmp_path / "results"), "--grid", "fine", "--out", str(out),
+                        "--no-figures", "--n-boot", "200"]) == 0
+    assert "Runs at chance level" not in (out / "fine.md").read_text()
