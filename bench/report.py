@@ -483,10 +483,12 @@ def _across_section(across: Across, settings: Settings, figures: dict) -> list[s
     if fr is None:
         lines += ["Fewer than two methods or no cell where every method ran: no ranking.", ""]
     else:
-        test = (f"Friedman χ² = {_f(fr.statistic)}, p = {_p(fr.p_value)}"
-                if np.isfinite(fr.statistic) else f"Friedman test not run ({fr.note})")
-        lines += [f"{test}; {fr.n_cells} cells, {fr.k} methods; Nemenyi critical difference "
-                  f"(α = {settings.alpha:g}) = {_f(fr.cd)} ranks.", ""]
+        if np.isfinite(fr.statistic):  # the critical difference only means something after the test
+            test = (f"Friedman χ² = {_f(fr.statistic)}, p = {_p(fr.p_value)}; {fr.n_cells} cells, {fr.k} methods; "
+                    f"Nemenyi critical difference (α = {settings.alpha:g}) = {_f(fr.cd)} ranks.")
+        else:
+            test = f"Friedman test not run ({fr.note}); {fr.n_cells} cells, {fr.k} methods."
+        lines += [test, ""]
         ranks = pd.DataFrame({"method": across.labels, "average rank": [_f(r) for r in fr.ranks]})
         lines += [_table(ranks.iloc[np.argsort(fr.ranks)]), ""]
     if across.note:
@@ -574,7 +576,7 @@ def _draw(grid_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, across: Acr
             if path:
                 out[(metric, *cell)] = path
     fr = across.friedman
-    if fr is not None and np.isfinite(fr.cd):
+    if fr is not None and np.isfinite(fr.cd) and np.isfinite(fr.statistic):
         path = fig.cd_diagram(fr.ranks, across.labels, cd=fr.cd, path=grid_dir / "cd_diagram.png",
                               title=f"average ranks over {fr.n_cells} cells")
         if path:
@@ -599,6 +601,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
         across = across_cells(runs, summary, settings, rng=rng)
         grid_dir = out_dir / name
         grid_dir.mkdir(parents=True, exist_ok=True)
+        if figures:  # figures of an earlier report that this one would not draw must not linger
+            for stale in grid_dir.glob("*.png"):
+                stale.unlink()
         drawn = _draw(grid_dir, runs, summary, across, settings) if figures else {}
         summary.to_csv(grid_dir / "summary.csv", index=False)
         md = out_dir / f"{name}.md"

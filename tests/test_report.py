@@ -298,3 +298,22 @@ def test_report_lists_runs_at_chance_level(tmp_path: Path) -> None:
     assert report.main(["--results", str(tmp_path / "results"), "--grid", "fine", "--out", str(out),
                         "--no-figures", "--n-boot", "200"]) == 0
     assert "Runs at chance level" not in (out / "fine.md").read_text()
+
+
+def test_two_methods_get_no_critical_difference(tmp_path: Path) -> None:
+    """Friedman needs three methods; without the test there is no CD line and no CD diagram."""
+    rng = np.random.default_rng(5)
+    root = tmp_path / "results"
+    for label, level in (("jocor(select_on=ce)", 84.0), ("jocor(select_on=joint)", 85.0)):
+        for rate in (0.5, 0.8):
+            for seed in range(3):
+                _write(root / "abl", _record(grid="abl", label=label, method="jocor", dataset="mnist",
+                                             noise_type="symmetric", noise_rate=rate, seed=seed,
+                                             level=level, rng=rng))
+    out = tmp_path / "reports"
+    (out / "abl").mkdir(parents=True)
+    (out / "abl" / "cd_diagram.png").write_bytes(b"from an earlier report")
+    assert report.main(["--results", str(root), "--out", str(out), "--n-boot", "200"]) == 0
+    text = (out / "abl.md").read_text()
+    assert "Friedman test not run" in text and "critical difference" not in text
+    assert not (out / "abl" / "cd_diagram.png").exists()
