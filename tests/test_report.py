@@ -236,6 +236,18 @@ def test_dropped_classes_counts_only_lasting_drops() -> None:
     assert report.dropped_classes(None) == ([], None)
 
 
+def _report_and_row(tmp_path: Path, grid: str, heading: str, runs: str) -> tuple[Path, str]:
+    """Report every grid under tmp_path/results; (reports folder, the symmetric-80% row of ``grid``'s
+    section ``heading`` that counts ``runs``)."""
+    out = tmp_path / "reports"
+    assert report.main(["--results", str(tmp_path / "results"), "--out", str(out), "--no-figures",
+                        "--n-boot", "200"]) == 0
+    text = (out / f"{grid}.md").read_text()
+    assert heading in text
+    section = text.split(heading, 1)[1].split("\n### ", 1)[0]
+    return out, next(line for line in section.splitlines() if line.startswith("| symmetric 80%") and runs in line)
+
+
 def test_report_lists_runs_that_dropped_a_class(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     grid = tmp_path / "results" / "drops"
@@ -245,12 +257,7 @@ def test_report_lists_runs_that_dropped_a_class(tmp_path: Path) -> None:
                       noise_rate=0.8, seed=seed, level=81.0 if dropped else 90.0, rng=rng)
         rec["metrics"]["selected_per_class"] = _per_class({9 if seed == 1 else 3: 4} if dropped else {})
         _write(grid, rec)
-    out = tmp_path / "reports"
-    assert report.main(["--results", str(tmp_path / "results"), "--out", str(out), "--no-figures",
-                        "--n-boot", "200"]) == 0
-    text = (out / "drops.md").read_text()
-    assert "### Classes dropped by the selection" in text
-    row = next(line for line in text.splitlines() if line.startswith("| symmetric 80%") and "2 of 4" in line)
+    out, row = _report_and_row(tmp_path, "drops", "### Classes dropped by the selection", "2 of 4")
     assert "1: 9 (4); 3: 3 (4)" in row
     drops = pd.read_csv(out / "drops" / "class_drops.csv")
     assert drops.loc[0, "n_dropped"] == 2 and drops.loc[0, "n"] == 4
@@ -281,12 +288,7 @@ def test_report_lists_runs_at_chance_level(tmp_path: Path) -> None:
             rec["metrics"]["test_acc"] = curve
             rec["test_acc_last10"] = float(np.mean(curve[-10:]))
         _write(grid, rec)
-    out = tmp_path / "reports"
-    assert report.main(["--results", str(tmp_path / "results"), "--out", str(out), "--no-figures",
-                        "--n-boot", "200"]) == 0
-    text = (out / "chance.md").read_text()
-    assert "### Runs at chance level" in text
-    row = next(line for line in text.splitlines() if line.startswith("| symmetric 80%") and "1 of 4" in line)
+    out, row = _report_and_row(tmp_path, "chance", "### Runs at chance level", "1 of 4")
     assert "| 2 (3) " in row
     found = pd.read_csv(out / "chance" / "collapses.csv")
     assert found.loc[0, "n_collapsed"] == 1 and found.loc[0, "chance"] == 10.0
