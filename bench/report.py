@@ -316,17 +316,16 @@ def collapses(runs: pd.DataFrame) -> pd.DataFrame:
     near log C): a failure of the method on that seed, not noise around the cell's mean, so the cell's
     mean and t-interval are shown next to its median and the mean of the other runs.
     """
-    classes = runs.apply(num_classes, axis=1)
-    chance = 100.0 / classes.astype(float)
-    hit = runs["acc"] <= CHANCE_FACTOR * chance
-    runs = runs.assign(collapsed=hit.fillna(False).astype(bool), chance=chance)
+    chance = 100.0 / runs.apply(num_classes, axis=1).astype(float)
+    runs = runs.assign(chance=chance, threshold=CHANCE_FACTOR * chance)
+    runs["collapsed"] = (runs["acc"] <= runs["threshold"]).fillna(False).astype(bool)
     rows = []
     for key, group in runs.groupby([*CELL, "label"], dropna=False, sort=True):
         bad, good = group[group["collapsed"]].sort_values("seed"), group[~group["collapsed"]]
         rows.append({**dict(zip([*CELL, "label"], key)), "n": len(group), "n_collapsed": len(bad),
                      "chance": float(group["chance"].iloc[0]),
                      "seeds": bad["seed"].tolist(),
-                     "from_epoch": [collapsed_at(m, CHANCE_FACTOR * c) for m, c in zip(bad["metrics"], bad["chance"])],
+                     "from_epoch": [collapsed_at(m, t) for m, t in zip(bad["metrics"], bad["threshold"])],
                      "acc_collapsed": float(bad["acc"].mean()) if len(bad) else math.nan,
                      "acc_others": float(good["acc"].mean()) if len(good) else math.nan,
                      "median": float(group["acc"].median())})
@@ -352,6 +351,11 @@ def _p(p: object) -> str:
 def setting_name(noise_type: str, noise_rate: float, variant: str = "") -> str:
     rate = f" {noise_rate * 100:g}%" if isinstance(noise_rate, float) and np.isfinite(noise_rate) else ""
     return f"{noise_type}{rate}" + (f" ({variant})" if variant else "")
+
+
+def _settings(frame: pd.DataFrame) -> list[str]:
+    """The setting name of each row of a frame with the noise columns of CELL."""
+    return [setting_name(t, r, v) for t, r, v in zip(frame["noise_type"], frame["noise_rate"], frame["noise_variant"])]
 
 
 def _slug(dataset: str, noise_type: str, noise_rate: float, variant: str) -> str:
@@ -386,7 +390,7 @@ def _drops_section(drops: pd.DataFrame) -> list[str]:
         return head + [f"No run's selected set lost a whole class (none of its samples selected in the last "
                        f"epoch and in at least {DROP_SHARE:.0%} of the epochs).", ""]
     shown = pd.DataFrame({
-        "setting": [setting_name(t, r, v) for t, r, v in zip(hits["noise_type"], hits["noise_rate"], hits["noise_variant"])],
+        "setting": _settings(hits),
         "method": hits["label"],
         "runs": [f"{k} of {n}" for k, n in zip(hits["n_dropped"], hits["n"])],
         "seed: classes (first epoch without them)": ["; ".join(f"{s}: {', '.join(map(str, c))} ({int(e)})"
@@ -402,11 +406,11 @@ def _drops_section(drops: pd.DataFrame) -> list[str]:
 
 def _collapse_section(found: pd.DataFrame) -> list[str]:
     """The runs that ended at chance level; nothing when none did."""
-    hits = found[found["n_collapsed"] > 0] if not found.empty else found
+    hits = found[found["n_collapsed"] > 0]
     if hits.empty:
         return []
     shown = pd.DataFrame({
-        "setting": [setting_name(t, r, v) for t, r, v in zip(hits["noise_type"], hits["noise_rate"], hits["noise_variant"])],
+        "setting": _settings(hits),
         "method": hits["label"],
         "runs": [f"{k} of {n}" for k, n in zip(hits["n_collapsed"], hits["n"])],
         "seed (at chance from epoch)": ["; ".join(f"{s} ({e})" if e is not None else f"{s}" for s, e in zip(seeds, start))
@@ -426,7 +430,7 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
                      figures: dict[str, Path], drops: pd.DataFrame | None = None,
                      collapsed: pd.DataFrame | None = None) -> list[str]:
     data = summary[summary["dataset"] == dataset].copy()
-    data["setting"] = [setting_name(t, r, v) for t, r, v in zip(data["noise_type"], data["noise_rate"], data["noise_variant"])]
+    data["setting"] = _settings(data)
     settings_order = list(dict.fromkeys(data["setting"]))
     matrix = data.assign(cell=data.apply(_ours, axis=1)).pivot(index="label", columns="setting", values="cell")
     matrix = matrix.reindex(columns=settings_order).fillna("").reset_index().rename(columns={"label": "method"})
@@ -449,7 +453,7 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
         lines += ["### Against the paper", "", _table(against), ""]
     if drops is not None:
         lines += _drops_section(drops[drops["dataset"] == dataset])
-    if collapsed is not None and not collapsed.empty:
+    if collapsed is not None:
         lines += _collapse_section(collapsed[collapsed["dataset"] == dataset])
     cell_pairs = pairs[pairs["dataset"] == dataset] if not pairs.empty else pairs
     if not cell_pairs.empty:
@@ -477,13 +481,19 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
     return lines
 
 
+def _tested_cd(fr: stats.FriedmanResult) -> float:
+    """The Nemenyi critical difference where the Friedman test ran, else NaN: without the omnibus
+    test the CD means nothing, so it is neither printed nor drawn."""
+    return fr.cd if np.isfinite(fr.statistic) else math.nan
+
+
 def _across_section(across: Across, settings: Settings, figures: dict) -> list[str]:
     lines = ["## Across cells", ""]
     fr = across.friedman
     if fr is None:
         lines += ["Fewer than two methods or no cell where every method ran: no ranking.", ""]
     else:
-        if np.isfinite(fr.statistic):  # the critical difference only means something after the test
+        if np.isfinite(_tested_cd(fr)):
             test = (f"Friedman χ² = {_f(fr.statistic)}, p = {_p(fr.p_value)}; {fr.n_cells} cells, {fr.k} methods; "
                     f"Nemenyi critical difference (α = {settings.alpha:g}) = {_f(fr.cd)} ranks.")
         else:
@@ -576,7 +586,7 @@ def _draw(grid_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, across: Acr
             if path:
                 out[(metric, *cell)] = path
     fr = across.friedman
-    if fr is not None and np.isfinite(fr.cd) and np.isfinite(fr.statistic):
+    if fr is not None and np.isfinite(_tested_cd(fr)):
         path = fig.cd_diagram(fr.ranks, across.labels, cd=fr.cd, path=grid_dir / "cd_diagram.png",
                               title=f"average ranks over {fr.n_cells} cells")
         if path:
