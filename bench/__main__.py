@@ -9,10 +9,11 @@ from bench.errors import BenchError
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_MODELS
+    from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_DRAWS, NOISE_MODELS
 
     for title, registry in (("datasets", DATASETS), ("noise models", NOISE_MODELS),
-                            ("networks", NETWORKS), ("methods", METHODS)):
+                            ("noise draws", NOISE_DRAWS), ("networks", NETWORKS),
+                            ("methods", METHODS)):
         print(f"{title}:")
         for name in registry.names():
             obj = registry.get(name)

@@ -17,12 +17,27 @@ Grid file::
     noise:
       - {type: symmetric, rate: [0.2, 0.5]}
       - {type: human, variant: [aggre, worse]}
+      - {type: symmetric, rate: 0.5, draw: official, noise_seed: 0}   # per-entry draw and seed
     noise_seed: 0                             # an int for all runs, or `seed` (each run's own)
+    noise_seeds: [0, 1, 2]                    # or several draws, crossed with the seeds
+    noise_draw: suite                         # suite | noisify | dividemix | official
     seeds: [1, 2, 3, 4, 5]                    # or a count: `seeds: 5` means 1..5
     overrides:                                # applied in order to the cells they match
       - when: {method: jocor, noise_rate: 0.8}
         method_params: {co_lambda: 0.65}
         train: {lr: 0.0005}
+
+The noise seeds of a cell: ``noise_seed: seed`` (the default) gives each training seed its own
+draw; an integer pins one draw for all seeds; ``noise_seeds: [...]`` crosses several draws with
+the seeds (J noise seeds x I seeds runs per cell, for designs that separate the two variances).
+Methods stay paired by (seed, noise_seed). A noise entry may set its own ``noise_seed`` (an
+integer, a list, or ``seed``) and ``draw``. The draw (``bench.noise.NOISE_DRAWS``) is how the
+labels are sampled: ``suite`` (the default) or an official code's own draw (``noisify``,
+``dividemix``; ``official`` picks the one of the noise type). A draw other than ``suite`` enters
+the run's configuration (and run_id) and its record; ``suite`` is left out of both, so that the
+run_ids of records made before draws existed stay valid. Where a grid holds more than one draw,
+the labels of the runs on an official draw say which (``jocor(draw=noisify)``), so that a
+report never pools two draws into one cell.
 """
 
 from __future__ import annotations
@@ -38,6 +53,7 @@ from typing import Any, Iterable
 import yaml
 
 from bench.errors import ConfigError, UnknownNameError
+from bench.noise import check_draw, resolve_draw
 from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_MODELS
 
 PROTOCOLS = ("last", "best", "last10")
@@ -125,16 +141,23 @@ class RunSpec:
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
     reference: dict = field(default_factory=dict, hash=False)
+    noise_draw: str = "suite"
 
     def config_dict(self) -> dict:
-        """The resolved configuration that identifies the run (hashed into run_id)."""
-        return {
+        """The resolved configuration that identifies the run (hashed into run_id).
+
+        ``noise_draw`` appears only when it is not the suite's own (see the module docstring).
+        """
+        config = {
             "method": self.method, "method_params": _jsonable(self.method_params),
             "dataset": self.dataset, "network": self.network,
             "noise_type": self.noise_type, "noise_rate": self.noise_rate,
             "noise_variant": self.noise_variant, "noise_seed": self.noise_seed,
             "seed": self.seed, "train": _jsonable(self.train.to_dict()),
         }
+        if self.noise_draw != "suite":
+            config["noise_draw"] = self.noise_draw
+        return config
 
     @property
     def run_id(self) -> str:
@@ -251,7 +274,7 @@ def load_grid(path: str | Path, *, name: str | None = None) -> Grid:
 
 
 _TOP_KEYS = {"name", "description", "reference", "dataset", "datasets", "network", "train",
-             "methods", "noise", "noise_seed", "seeds", "overrides"}
+             "methods", "noise", "noise_seed", "noise_seeds", "noise_draw", "seeds", "overrides"}
 
 
 def expand_grid(raw: dict, *, name: str, source: str = "<grid>") -> Grid:
@@ -293,11 +316,14 @@ def expand_grid(raw: dict, *, name: str, source: str = "<grid>") -> Grid:
     seeds = list(range(1, int(seeds) + 1)) if isinstance(seeds, int) else _as_list(seeds)
     if not seeds or not all(isinstance(s, int) for s in seeds):
         raise fail("seeds must be a positive count or a list of integers", "seeds")
-    noise_seed = raw.get("noise_seed", "seed")
-    if not (noise_seed == "seed" or isinstance(noise_seed, int)):
-        raise fail("noise_seed must be an integer or the word 'seed'", "noise_seed")
+    if "noise_seed" in raw and "noise_seeds" in raw:
+        raise fail("give noise_seed or noise_seeds, not both", "noise_seeds")
+    key = "noise_seeds" if "noise_seeds" in raw else "noise_seed"
+    noise_seeds = _check_noise_seeds(raw.get(key, "seed"), fail, key, raw)
 
-    noise_settings = _expand_noise(raw["noise"], fail)
+    noise_settings = _expand_noise(raw["noise"], fail, datasets=datasets, noise_seeds=noise_seeds,
+                                   draw=raw.get("noise_draw", "suite"))
+    several_draws = len({s.draw for s in noise_settings}) > 1
     methods = raw["methods"]
     if not isinstance(methods, dict) or not methods:
         raise fail("methods must be a mapping of method name -> parameters", "methods")
@@ -315,11 +341,13 @@ def expand_grid(raw: dict, *, name: str, source: str = "<grid>") -> Grid:
         for variation, label in _expand_params(method, params or {}, fail, methods):
             for dataset in datasets:
                 network = networks.get(dataset) if isinstance(networks, dict) else networks
-                for noise_type, rate, variant in noise_settings:
-                    for seed in seeds:
+                for setting in noise_settings:
+                    noise_type, rate, variant = setting.noise_type, setting.rate, setting.variant
+                    run_label = _draw_label(label, setting.draw) if several_draws else label
+                    for seed, noise_seed in itertools.product(seeds, setting.noise_seeds):
                         cell = dict(method=method, dataset=dataset, noise_type=noise_type,
                                     noise_rate=rate, noise_variant=variant, seed=seed,
-                                    label=label)
+                                    label=run_label, noise_draw=setting.draw)
                         train = dict(base_train)
                         mparams = dict(variation)
                         for i, ov in enumerate(overrides):
@@ -334,11 +362,12 @@ def expand_grid(raw: dict, *, name: str, source: str = "<grid>") -> Grid:
                         except ConfigError as exc:
                             raise fail(str(exc), method, methods) from None
                         runs.append(RunSpec(
-                            grid=name, label=label, method=method, method_params=resolved,
+                            grid=name, label=run_label, method=method, method_params=resolved,
                             dataset=dataset, network=network, noise_type=noise_type,
                             noise_rate=rate, noise_variant=variant,
-                            noise_seed=seed if noise_seed == "seed" else int(noise_seed),
-                            seed=seed, train=train_cfg, reference=reference))
+                            noise_seed=seed if noise_seed == "seed" else noise_seed,
+                            seed=seed, train=train_cfg, reference=reference,
+                            noise_draw=setting.draw))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise fail("two cells of the grid resolve to the same configuration")
@@ -349,7 +378,35 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _expand_noise(entries: Any, fail) -> list[tuple[str, float | None, str | None]]:
+@dataclass(frozen=True)
+class _NoiseSetting:
+    noise_type: str
+    rate: float | None
+    variant: str | None
+    draw: str
+    noise_seeds: tuple                    # ints, or ("seed",): each run's own seed
+
+
+def _check_noise_seeds(value: Any, fail, key: str, mapping: Any) -> tuple:
+    """("seed",), or the non-negative integer noise seeds of a noise_seed(s) value."""
+    if value == "seed":
+        return ("seed",)
+    values = _as_list(value)
+    if (not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                              for v in values) or len(set(values)) != len(values)):
+        raise fail(f"{key} must be the word 'seed', a non-negative integer or a list of "
+                   "distinct ones", key, mapping)
+    return tuple(values)
+
+
+def _draw_label(label: str, draw: str) -> str:
+    if draw == "suite":
+        return label
+    return f"{label[:-1]},draw={draw})" if label.endswith(")") else f"{label}(draw={draw})"
+
+
+def _expand_noise(entries: Any, fail, *, datasets: list[str], noise_seeds: tuple,
+                  draw: str) -> list[_NoiseSetting]:
     if isinstance(entries, dict):
         entries = [entries]
     if not isinstance(entries, list) or not entries:
@@ -362,25 +419,44 @@ def _expand_noise(entries: Any, fail) -> list[tuple[str, float | None, str | Non
         if ntype not in NOISE_MODELS:
             raise fail(f"unknown noise type {ntype!r}; known: {', '.join(NOISE_MODELS.names())}",
                        "type", entry)
-        extra = sorted(set(entry) - {"type", "rate", "variant"})
+        extra = sorted(set(entry) - {"type", "rate", "variant", "draw", "noise_seed"})
         if extra:
             raise fail(f"unknown noise key {extra[0]!r}", extra[0], entry)
-        rates = _as_list(entry.get("rate")) if entry.get("rate") is not None else [None]
-        variants = _as_list(entry.get("variant")) if entry.get("variant") is not None else [None]
-        for rate in rates:
-            if ntype not in ("human", "none"):
-                if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
-                    raise fail(f"noise rate {rate!r} of {ntype} must be a number in [0, 1)",
-                               "rate", entry)
-                rate = float(rate)
-            elif rate is not None:
-                raise fail(f"noise type {ntype} takes no rate", "rate", entry)
-            for variant in variants:
-                if ntype == "human" and variant is None:
-                    raise fail("human noise needs a 'variant' (the label set, e.g. aggre)",
-                               "type", entry)
-                settings.append((ntype, rate, variant))
+        entry_seeds = (_check_noise_seeds(entry["noise_seed"], fail, "noise_seed", entry)
+                       if "noise_seed" in entry else noise_seeds)
+        entry_draw = _entry_draw(entry, ntype, datasets, fail, default=draw)
+        for rate, variant in _rates_and_variants(entry, ntype, fail):
+            settings.append(_NoiseSetting(ntype, rate, variant, entry_draw, entry_seeds))
     return settings
+
+
+def _entry_draw(entry: dict, ntype: str, datasets: list[str], fail, *, default: str) -> str:
+    key = "draw" if "draw" in entry else None
+    try:
+        draw = resolve_draw(str(entry.get("draw", default)), ntype)
+        for dataset in datasets:
+            check_draw(draw, ntype, dataset)
+    except (ConfigError, UnknownNameError) as exc:
+        raise fail(str(exc), key, entry) from None
+    return draw
+
+
+def _rates_and_variants(entry: dict, ntype: str, fail) -> Iterable[tuple]:
+    rates = _as_list(entry.get("rate")) if entry.get("rate") is not None else [None]
+    variants = _as_list(entry.get("variant")) if entry.get("variant") is not None else [None]
+    for rate in rates:
+        if ntype not in ("human", "none"):
+            if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
+                raise fail(f"noise rate {rate!r} of {ntype} must be a number in [0, 1)",
+                           "rate", entry)
+            rate = float(rate)
+        elif rate is not None:
+            raise fail(f"noise type {ntype} takes no rate", "rate", entry)
+        for variant in variants:
+            if ntype == "human" and variant is None:
+                raise fail("human noise needs a 'variant' (the label set, e.g. aggre)",
+                           "type", entry)
+            yield rate, variant
 
 
 def _expand_params(method: str, params: Any, fail, methods) -> Iterable[tuple[dict, str]]:
@@ -421,7 +497,7 @@ def filter_runs(runs: Iterable[RunSpec], filters: Iterable[str]) -> list[RunSpec
         parsed.append((key.strip(), [v.strip() for v in value.split(",")]))
     runs = list(runs)
     known = {"method", "label", "dataset", "network", "noise_type", "noise_rate",
-             "noise_variant", "seed", "noise_seed", "run_id"}
+             "noise_variant", "seed", "noise_seed", "noise_draw", "run_id"}
     params = {k for run in runs for k in run.method_params}
     for key, _ in parsed:
         if key not in known and key not in params:

@@ -343,9 +343,11 @@ def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None
         human_labels = data.human_labels[variant]
     draw = apply_noise(spec.noise_type, clean, num_classes=data.num_classes,
                        rate=spec.noise_rate, noise_seed=spec.noise_seed, dataset=spec.dataset,
-                       variant=spec.noise_variant, features=features, human_labels=human_labels)
+                       variant=spec.noise_variant, features=features, human_labels=human_labels,
+                       draw=spec.noise_draw)
     known = clean >= 0
     info = {
+        "noise_draw": spec.noise_draw,
         "realised_noise_rate": (realised_noise_rate(clean[known], draw.noisy_labels[known])
                                 if known.any() else None),
         "transition_matrix": realised_transition_matrix(

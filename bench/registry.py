@@ -54,6 +54,7 @@ METHODS: Registry = Registry("method")
 DATASETS: Registry = Registry("dataset")
 NETWORKS: Registry = Registry("network")
 NOISE_MODELS: Registry = Registry("noise type")
+NOISE_DRAWS: Registry = Registry("noise draw")
 
 _loaded = False
 

@@ -112,6 +112,57 @@ def test_seeds_and_noise_seed() -> None:
         expand_grid(grid(seeds=["a"]), name="g")
 
 
+def test_noise_seeds_cross_the_seeds() -> None:
+    runs = expand_grid(grid(seeds=2, noise_seeds=[0, 3, 4]), name="g").runs
+    pairs = [(r.seed, r.noise_seed) for r in runs]
+    assert sorted(pairs) == [(s, n) for s in (1, 2) for n in (0, 3, 4)]
+    assert len({r.run_id for r in runs}) == 6 and len({r.filename for r in runs}) == 6
+    # a crossed run with noise seed 0 is the run of a grid that pins noise_seed 0
+    pinned = {r.run_id for r in expand_grid(grid(seeds=2, noise_seed=0), name="h").runs}
+    assert pinned == {r.run_id for r in runs if r.noise_seed == 0}
+    with pytest.raises(ConfigError, match="not both"):
+        expand_grid(grid(noise_seed=0, noise_seeds=[0, 1]), name="g")
+    for bad in ([0, 0], [-1], [], ["a"], 1.5):
+        with pytest.raises(ConfigError, match="noise_seeds must be"):
+            expand_grid(grid(noise_seeds=bad), name="g")
+
+
+def test_noise_entry_sets_its_own_draw_and_noise_seed() -> None:
+    noise = [{"type": "symmetric", "rate": [0.2, 0.5]},
+             {"type": "symmetric", "rate": 0.5, "draw": "official", "noise_seed": 0}]
+    runs = expand_grid(grid(seeds=3, noise_seeds=[0, 1], noise=noise), name="g").runs
+    suite = [r for r in runs if r.noise_draw == "suite"]
+    official = [r for r in runs if r.noise_draw != "suite"]
+    assert len(suite) == 2 * 3 * 2 and len(official) == 3
+    assert {(r.noise_draw, r.noise_seed, r.label) for r in official} == {
+        ("noisify", 0, "standard(draw=noisify)")}
+    assert {r.label for r in suite} == {"standard"}
+    # the official draw is part of the configuration: same seeds, other run_ids
+    twins = {(r.seed, r.noise_seed, r.noise_rate): r.run_id for r in suite}
+    assert all(twins[(r.seed, r.noise_seed, r.noise_rate)] != r.run_id for r in official)
+    assert all(r.config_dict()["noise_draw"] == "noisify" for r in official)
+    assert all("noise_draw" not in r.config_dict() for r in suite)
+
+
+def test_grid_wide_draw_and_labels() -> None:
+    runs = expand_grid(grid(dataset="mnist", noise_draw="official",
+                            noise=[{"type": "symmetric", "rate": 0.2},
+                                   {"type": "pairflip", "rate": 0.45}]), name="g").runs
+    assert {r.noise_draw for r in runs} == {"noisify"}
+    assert {r.label for r in runs} == {"standard"}          # one draw: labels stay plain
+    both = expand_grid(grid(methods={"jocor": {"select_on": ["joint", "ce"]}},
+                            noise=[{"type": "symmetric", "rate": 0.2},
+                                   {"type": "symmetric", "rate": 0.2, "draw": "noisify"}]),
+                       name="g").runs
+    assert {r.label for r in both} == {"jocor(select_on=joint)", "jocor(select_on=ce)",
+                                      "jocor(select_on=joint,draw=noisify)",
+                                      "jocor(select_on=ce,draw=noisify)"}
+    assert filter_runs(both, ["noise_draw=noisify"]) == [r for r in both
+                                                         if r.noise_draw == "noisify"]
+    spec = next(r for r in both if r.noise_draw == "noisify")
+    assert RunSpec.from_dict(spec.to_dict()).run_id == spec.run_id
+
+
 def test_overrides_apply_in_order(toy) -> None:
     g = expand_grid(grid(
         methods={"standard": {}, "toy": {}},
@@ -231,6 +282,14 @@ def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
     ({"train": {"epochs": 2, "learning_rate": 0.1}}, ["unknown train option", "learning_rate"]),
     ({"methods": {"standard": {"forget_rate": 0.2}}}, ["no parameter", "forget_rate"]),
     ({"colour": "red"}, ["unknown key 'colour'"]),
+    ({"noise": [{"type": "symmetric", "rate": 0.2, "draw": "mine"}]},
+     ["unknown noise draw 'mine'", "dividemix", "noisify", "suite"]),
+    ({"noise": [{"type": "instance", "rate": 0.2, "draw": "official"}]},
+     ["no official noise draw", "symmetric_inclusive"]),
+    ({"noise": [{"type": "asymmetric", "rate": 0.4, "draw": "noisify"}]},
+     ["noise draw 'noisify'", "not 'digits'"]),
+    ({"noise_draw": "dividemix"}, ["noise draw 'dividemix' has no 'symmetric' noise"]),
+    ({"noise_seeds": [0, -2]}, ["noise_seeds must be"]),
 ])
 def test_bad_grid_is_one_line_and_status_2(capsys, write_grid, tmp_path, change, fragments):
     path = write_grid(grid(**change))
