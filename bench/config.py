@@ -359,6 +359,10 @@ def expand_grid(raw: dict, *, name: str, source: str = "<grid>") -> Grid:
                             resolved = resolve_method_params(
                                 method, mparams, dataset=dataset, noise_type=noise_type,
                                 noise_rate=rate)
+                            # a method whose parameters depend on the schedule checks them
+                            check = getattr(METHODS.get(method), "check_train", None)
+                            if check is not None:
+                                check(resolved, train_cfg)
                         except ConfigError as exc:
                             raise fail(str(exc), method, methods) from None
                         runs.append(RunSpec(

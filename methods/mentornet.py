@@ -1,4 +1,10 @@
-"""MentorNet PD, the self-paced baseline of the Co-teaching tables (Jiang et al., ICML 2018).
+"""MentorNet (self-paced PD stand-in): small-loss self-paced learning, not the learned mentor.
+
+What this is not: MentorNet (Jiang et al., ICML 2018) proper, a mentor network (a bidirectional
+LSTM over loss, loss moving average, label and epoch) trained on clean data or on a data-driven
+curriculum to weight the student's samples. Nothing here is learned: the registry key stays
+``mentornet`` so that records and the papers' "MentorNet" rows keep their name, but a table
+built on it compares against a self-paced baseline in MentorNet's pre-defined form.
 
 MentorNet weights each sample of a student network's mini-batch. Without clean data its
 "pre-defined" curriculum (MentorNet PD) is self-paced learning: weight 1 for a sample whose loss
@@ -62,6 +68,8 @@ def self_paced_loss(logits: torch.Tensor, labels: torch.Tensor, *, num_remember:
 
 @METHODS.register("mentornet")
 class MentorNetPD(Method):
+    """MentorNet (self-paced PD stand-in): small-loss self-paced learning, not the learned mentor."""
+
     Config = MentorNetConfig
     report = "net1"
 

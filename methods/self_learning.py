@@ -27,9 +27,14 @@ Readings (the paper is ambiguous or silent):
   linear interpolation (numpy's default) over the pairs i < j.
 * ``m``: the paper tried 320-2560 with similar results; 1280 is believed to be the main setting
   (unverified); ``p`` = 8 (Clothing1M). The 0.95 threshold on eta is unverified.
-* When to start: the paper uses plain CE for the first epoch; ``correction_start_epoch`` (an
-  epoch number) moves that (a study found early correction collapsed accuracy to ~30% before
-  recovering); ``correct_every`` corrects every n-th epoch (1: every epoch, as the thesis).
+* When to start: the paper uses plain CE for the first epoch; ``correction_start_epoch`` moves
+  that (a study found early correction collapsed accuracy to ~30% before recovering). It counts
+  trained epochs, not epoch numbers: the first correction comes after that many CE epochs, at
+  epoch ``train.start_epoch + correction_start_epoch``, so a schedule that starts at epoch 1
+  (the Co-teaching family's ``start_epoch: 1``) still trains one CE epoch before correcting.
+  It must lie in [0, number of trained epochs), or no correction would ever run (a one-line
+  ConfigError when the grid is read). ``correct_every`` corrects every n-th epoch from there
+  (1: every epoch, as the thesis).
 * Sampling: the m images are redrawn at every correction with ``ctx.np_rng``.
 
 Logged: extra ``corrected_label_agreement`` (fraction of samples whose y_hat equals the noisy
@@ -39,11 +44,13 @@ labels as ``corrected_label_acc``. ``selected`` is None.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from bench.errors import ConfigError
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
 
@@ -57,7 +64,7 @@ class SelfLearningConfig:
     alpha: float = 0.5                 # weight of the corrected-label loss (paper)
     eta_threshold: float = 0.95        # prototypes need eta < 0.95 (paper, unverified)
     sc_reading: str = "top40"          # S_c: top40 (60th percentile) | p40 (40th percentile)
-    correction_start_epoch: int = 1    # first epoch with correction (paper: after 1 CE epoch)
+    correction_start_epoch: int = 1    # CE epochs before the first correction (paper: 1)
     correct_every: int = 1             # correct labels every n epochs (thesis: every epoch)
 
     def __post_init__(self) -> None:
@@ -66,6 +73,9 @@ class SelfLearningConfig:
                              f"{self.sc_reading!r}")
         if self.num_samples < 2 or self.num_prototypes < 1 or self.correct_every < 1:
             raise ValueError("num_samples must be >= 2, num_prototypes and correct_every >= 1")
+        if self.correction_start_epoch < 0:
+            raise ValueError(f"correction_start_epoch must be >= 0, got "
+                             f"{self.correction_start_epoch}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
 
@@ -132,19 +142,31 @@ class SelfLearning(Method):
 
     def __init__(self, config: SelfLearningConfig, ctx) -> None:
         super().__init__(config, ctx)
+        self.check_train(dataclasses.asdict(config), ctx.train_cfg)
+        self.first_correction = ctx.start_epoch + config.correction_start_epoch
         self.net1 = ctx.make_network()
         self.optimizer = ctx.make_optimizer(self.net1.parameters())
         self.corrected_labels: torch.Tensor | None = None
 
+    @classmethod
+    def check_train(cls, params: dict, train) -> None:
+        """One-line ConfigError unless a correction falls within the run's trained epochs."""
+        start, trained = params["correction_start_epoch"], train.epochs - train.start_epoch
+        if not 0 <= start < trained:
+            raise ConfigError(
+                f"self_learning correction_start_epoch {start} must be in [0, {trained}): it "
+                f"counts the CE epochs before the first correction, and the run trains {trained} "
+                f"epochs (train.epochs {train.epochs} - start_epoch {train.start_epoch})")
+
     def train_epoch(self, epoch: int) -> EpochResult:
         cfg, ctx = self.config, self.ctx
         extra = {}
-        if epoch >= cfg.correction_start_epoch and \
-                (epoch - cfg.correction_start_epoch) % cfg.correct_every == 0:
+        since = epoch - self.first_correction
+        if since >= 0 and since % cfg.correct_every == 0:
             self.corrected_labels = self.correct_labels()
             extra["corrected_label_agreement"] = float(
                 (self.corrected_labels == ctx.noisy_labels).float().mean())
-        use_corrected = epoch >= cfg.correction_start_epoch and self.corrected_labels is not None
+        use_corrected = since >= 0 and self.corrected_labels is not None
         self.net1.train()
         total, count = torch.zeros((), device=ctx.device), 0
         for x, y, idx in ctx.train_batches():

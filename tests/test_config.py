@@ -369,3 +369,63 @@ def test_every_record_is_a_run_of_its_grid(name) -> None:
         assert path.name == spec.filename
         assert {k: record[k] for k in spec.config_dict()} == json.loads(
             json.dumps(spec.config_dict())), path.name
+
+
+# ---- the grids' noise draws ------------------------------------------------------------------
+
+SUITE_DRAW_GRIDS = ("jocor_mnist", "jocor_mnist_ablation", "jocor_mnist_fcorrection")
+
+
+@pytest.mark.parametrize("name", SUITE_DRAW_GRIDS)
+def test_committed_grids_keep_the_suite_draw_and_their_run_ids(name) -> None:
+    """These grids' records were made with noise_seed 0 and the suite's sampler: every record
+    must stay a run of the grid, and the grid must say the draw is not the paper's."""
+    from bench.store import read_record
+
+    path = REPO / "bench" / "grids" / f"{name}.yaml"
+    runs = load_grid(path).runs
+    assert {(r.noise_draw, r.noise_seed) for r in runs} == {("suite", 0)}
+    records = sorted((REPO / "results" / name).glob("*.json"))
+    assert records, f"results/{name} holds no records"
+    ids = {r.run_id for r in runs}
+    assert all(read_record(p)["run_id"] in ids for p in records)
+    assert "not the paper's" in path.read_text()
+
+
+@pytest.mark.parametrize("name,draw,noise_seed", [
+    ("jocor_cifar10", "noisify", 0), ("jocor_cifar100", "noisify", 0),
+    ("coteaching_plus_mnist", "noisify", 0),
+    ("dividemix_cifar10", "dividemix", 123), ("dividemix_cifar100", "dividemix", 123),
+])
+def test_paper_grids_run_on_the_official_draw(name, draw, noise_seed) -> None:
+    runs = load_grid(REPO / "bench" / "grids" / f"{name}.yaml").runs
+    assert {(r.noise_draw, r.noise_seed) for r in runs} == {(draw, noise_seed)}
+
+
+def test_other_grids_draw_with_the_seed() -> None:
+    pinned = set(SUITE_DRAW_GRIDS) | {"jocor_cifar10", "jocor_cifar100", "coteaching_plus_mnist",
+                                      "dividemix_cifar10", "dividemix_cifar100", "noise_draw_mnist",
+                                      "cifar10n"}   # cifar10n: human labels, no draw
+    others = [p for p in sorted((REPO / "bench" / "grids").glob("*.yaml")) if p.stem not in pinned]
+    assert others
+    for path in others:
+        assert all(r.noise_seed == r.seed for r in load_grid(path).runs), path.name
+
+
+def test_noise_draw_grid_crosses_draws_and_reuses_jocor_mnist() -> None:
+    runs = load_grid(REPO / "bench" / "grids" / "noise_draw_mnist.yaml").runs
+    jocor = {r.run_id: r for r in load_grid(REPO / "bench" / "grids" / "jocor_mnist.yaml").runs}
+    suite = [r for r in runs if r.noise_draw == "suite"]
+    official = [r for r in runs if r.noise_draw == "noisify"]
+    assert len(runs) == len(suite) + len(official) == 108
+    for method in ("standard", "coteaching", "jocor"):
+        for rate in (0.5, 0.8):
+            cell = [r for r in suite if r.method == method and r.noise_rate == rate]
+            assert sorted((r.noise_seed, r.seed) for r in cell) == [
+                (n, s) for n in range(5) for s in (1, 2, 3)]
+    reused = [r for r in runs if r.run_id in jocor]
+    assert len(reused) == 18
+    assert {(r.noise_draw, r.noise_seed, r.seed) for r in reused} == {
+        ("suite", 0, s) for s in (1, 2, 3)}
+    assert all(jocor[r.run_id].label == r.label for r in reused)
+    assert {(r.noise_seed, r.seed) for r in official} == {(0, s) for s in (1, 2, 3)}
