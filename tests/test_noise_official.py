@@ -63,23 +63,16 @@ def ref_symmetric_matrix(n, nb_classes):
     return P
 
 
-def ref_mnist_asymmetric_matrix(n):
-    P = np.eye(10)
-    P[7, 7], P[7, 1] = 1. - n, n
-    P[2, 2], P[2, 7] = 1. - n, n
-    P[5, 5], P[5, 6] = 1. - n, n
-    P[6, 6], P[6, 5] = 1. - n, n
-    P[3, 3], P[3, 8] = 1. - n, n
-    return P
+# noisify_mnist_asymmetric and noisify_cifar10_asymmetric set P[src, src], P[src, dst] =
+# 1 - n, n for these pairs, in this order, one line each
+REF_ASYMMETRIC_PAIRS = {"mnist": [(7, 1), (2, 7), (5, 6), (6, 5), (3, 8)],
+                        "cifar10": [(9, 1), (2, 0), (3, 5), (5, 3), (4, 7)]}
 
 
-def ref_cifar10_asymmetric_matrix(n):
+def ref_pairs_matrix(n, pairs):
     P = np.eye(10)
-    P[9, 9], P[9, 1] = 1. - n, n
-    P[2, 2], P[2, 0] = 1. - n, n
-    P[3, 3], P[3, 5] = 1. - n, n
-    P[5, 5], P[5, 3] = 1. - n, n
-    P[4, 4], P[4, 7] = 1. - n, n
+    for src, dst in pairs:
+        P[src, src], P[src, dst] = 1. - n, n
     return P
 
 
@@ -106,8 +99,8 @@ def ref_noisify(dataset, nb_classes, train_labels, noise_type, noise_rate, rando
     elif noise_type == "symmetric":
         P = ref_symmetric_matrix(noise_rate, nb_classes)
     else:
-        P = {"mnist": ref_mnist_asymmetric_matrix, "cifar10": ref_cifar10_asymmetric_matrix,
-             "cifar100": ref_cifar100_asymmetric_matrix}[dataset](noise_rate)
+        P = (ref_cifar100_asymmetric_matrix(noise_rate) if dataset == "cifar100" else
+             ref_pairs_matrix(noise_rate, REF_ASYMMETRIC_PAIRS[dataset]))
     y = np.asarray([[label] for label in train_labels])
     noisy = ref_multiclass_noisify(y, P=P, random_state=random_state)
     return np.array([i[0] for i in noisy])
@@ -236,3 +229,21 @@ def test_every_draw_is_listed_with_a_description() -> None:
     for name in NOISE_DRAWS.names():
         assert (NOISE_DRAWS.get(name).__doc__ or "").strip(), name
     assert {"suite", "noisify", "dividemix"} <= set(NOISE_DRAWS.names())
+
+
+def test_a_run_trains_on_its_draw_and_records_it(make_spec) -> None:
+    """engine.prepare draws with the spec's draw; the record's noise section names it."""
+    import torch
+
+    from bench import engine
+
+    spec = make_spec(noise_type="symmetric", noise_rate=0.5, noise_seed=0, noise_draw="noisify")
+    data, noisy, info = engine.prepare(spec, torch.device("cpu"))
+    clean = data.train_labels
+    official = ref_noisify("digits", 10, clean.tolist(), "symmetric", 0.5, 0)
+    assert np.array_equal(noisy, official)
+    assert info["noise_draw"] == "noisify"
+    assert info["realised_noise_rate"] == realised_noise_rate(clean, official)
+    suite = engine.prepare(make_spec(noise_type="symmetric", noise_rate=0.5, noise_seed=0),
+                           torch.device("cpu"), data=data)
+    assert suite[2]["noise_draw"] == "suite" and not np.array_equal(suite[1], noisy)
