@@ -40,7 +40,10 @@ import yaml
 from bench.errors import ConfigError, UnknownNameError
 from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_MODELS
 
-PROTOCOLS = ("last", "best", "last10")
+PROTOCOLS = ("last", "best", "last10", "clean_val")
+
+
+_LATER_DEFAULTS = {"precision": "fp32", "clean_val_fraction": 0.0}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class TrainConfig:
     augment: str = "none"                  # none | crop_flip
     normalize: bool = False
     network_options: dict = field(default_factory=dict, hash=False)
+    precision: str = "fp32"                # fp32 (every official code) | bf16 (CUDA autocast)
+    clean_val_fraction: float = 0.0        # clean training images held out per class (RSL 0.1)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
@@ -87,6 +92,11 @@ class TrainConfig:
                               f"epochs={self.epochs}, start_epoch={self.start_epoch}")
         if self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("train.batch_size must be >= 1 and train.lr > 0")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train.precision must be fp32 or bf16, got {self.precision!r}")
+        if not 0.0 <= self.clean_val_fraction < 1.0:
+            raise ConfigError("train.clean_val_fraction must be in [0, 1), got "
+                              f"{self.clean_val_fraction!r}")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
 
     @property
@@ -96,6 +106,10 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        # options added later are left out at their defaults, so earlier run_ids still hold
+        for key, default in _LATER_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]
         return d
 
     @classmethod
