@@ -520,7 +520,8 @@ def _base_record(spec: RunSpec, dev: torch.device) -> dict:
     rec.update(epochs=spec.train.epochs, reference=dict(spec.reference),
                realised_noise_rate=None, transition_matrix=None, nominal_transition_matrix=None,
                metrics=_empty_metrics(), test_acc_last=None, test_acc_best=None,
-               test_acc_last10=None, method_state={}, wall_seconds=None, device=str(dev),
+               test_acc_last10=None, test_acc_clean_val=None, clean_val_epoch=None,
+               data_split=None, method_state={}, wall_seconds=None, device=str(dev),
                env=environment(dev, precision=spec.train.precision), status="running",
                error=None, started_at=_now(), finished_at=None)
     return rec
