@@ -229,3 +229,17 @@ def test_rsl_cifar10_grid_has_the_official_protocol_and_its_paper_numbers() -> N
         row = lookup(papers, paper="rsl", dataset="cifar10", noise_type=noise_type,
                      noise_rate=rate, method=method, protocol="clean_val")
         assert row["mean"] == pytest.approx(mean)
+
+
+def test_real_cifar10_split_is_the_codes_45000_5000(data_root) -> None:
+    if not (data_root / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"no cifar-10-batches-py in {data_root}")
+    grid = load_grid(REPO / "bench" / "grids" / "rsl_cifar10.yaml")
+    spec = next(r for r in grid.runs if r.method == "rsl" and r.noise_type == "pairflip"
+                and r.noise_rate == 0.4)
+    data, noisy, info = engine.prepare(spec, torch.device("cpu"), data_root=data_root)
+    assert info["data_split"]["train"] == 45_000 and info["data_split"]["clean_val"] == 5_000
+    assert np.bincount(data.val_labels).tolist() == [500] * 10
+    assert np.bincount(data.train_labels).tolist() == [4500] * 10
+    assert tuple(data.val_images.shape) == (5_000, 3, 32, 32) and len(noisy) == 45_000
+    assert info["realised_noise_rate"] == pytest.approx(0.4, abs=0.01)
