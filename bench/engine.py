@@ -6,6 +6,11 @@ noisy labels from (dataset, noise type, rate, noise seed), builds the method wit
 network on the test set and scores the method's selection against the clean labels. The record
 is written atomically by :mod:`bench.store`. Full state is checkpointed every few epochs and a
 run resumes from its last checkpoint.
+
+With ``train.clean_val_fraction`` a clean, class-stratified validation set is held out of the
+training images after the noise draw and scored every epoch (``metrics.val_acc``); the record
+then carries ``test_acc_clean_val`` and ``clean_val_epoch`` (protocol ``clean_val``). Runs train
+in fp32 unless ``train.precision: bf16`` (CUDA autocast); ``env`` records which.
 """
 
 from __future__ import annotations

@@ -23,10 +23,11 @@ Fusable methods and what they fuse:
 Other methods run unfused (the runner falls back by itself). The fused path has no data
 augmentation (the Co-teaching family trains without it) and keeps no checkpoints: a fused group
 that is killed starts again from its first epoch. Runs agree with their unfused twins up to
-float rounding (``tests/test_fused_run.py``); the fused step runs in the runs' ``train.precision``
-as the unfused one does (fp32 by default; CUDA bf16 autocast under ``precision: bf16``). Runs
-that hold out a clean validation set run unfused. Fusing pays on a GPU, where one small network leaves the device mostly idle;
-on a CPU it is slower than running the seeds one by one (see ``reports/perf.md``).
+float rounding (``tests/test_fused_run.py``); the fused step runs in the runs'
+``train.precision`` as the unfused one does (fp32 by default; CUDA bf16 autocast under
+``precision: bf16``). Runs that hold out a clean validation set run unfused. Fusing pays on a
+GPU, where one small network leaves the device mostly idle; on a CPU it is slower than running
+the seeds one by one (see ``reports/perf.md``).
 """
 
 from __future__ import annotations
