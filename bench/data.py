@@ -12,6 +12,7 @@ live in :mod:`bench.data_real`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.errors import DataError
+from bench.errors import ConfigError, DataError
 from bench.registry import DATASETS
 
 
@@ -34,6 +35,8 @@ class ImageData:
     test_images: (M, C, H, W) uint8 tensor or lazy image set; test_labels: (M,) int64.
     human_labels: label-set name -> (N,) int64, for datasets with real annotations (CIFAR-N).
     mean, std: per-channel statistics for the methods that normalise (DivideMix, RSL).
+    val_images, val_labels: a clean validation set held out of the training images
+        (:func:`hold_out_clean`), or None.
     """
 
     name: str
@@ -46,6 +49,8 @@ class ImageData:
     std: tuple[float, ...]
     human_labels: dict[str, np.ndarray] = field(default_factory=dict)
     default_noise_variant: str | None = None
+    val_images: Any = None
+    val_labels: np.ndarray | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -54,6 +59,54 @@ class ImageData:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:]) if self.in_memory else self.train_images.shape
+
+
+def stratified_holdout(labels: np.ndarray, *, fraction: float,
+                       rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    """RSL's ``split_raw_trainset``: ``int(fraction * n_c)`` samples of every class held out.
+
+    labels: (N,) clean labels. Classes are taken in the order they first appear in ``labels``
+    (the code fills a dict while it walks the training set) and each draws its share with
+    ``rng.choice(members, k, replace=False)``; a legacy ``RandomState``, as the code's
+    ``np.random``, so that one state gives the code's indices. Returns (train_idx, val_idx):
+    train ascending (the code's ``set`` difference), val in the order drawn.
+    """
+    labels = np.asarray(labels)
+    _, first = np.unique(labels, return_index=True)
+    held: list[np.ndarray] = []
+    for cls in labels[np.sort(first)]:
+        members = np.flatnonzero(labels == cls)
+        held.append(rng.choice(members, int(fraction * len(members)), replace=False))
+    val_idx = np.concatenate(held).astype(np.int64) if held else np.zeros(0, np.int64)
+    keep = np.ones(len(labels), dtype=bool)
+    keep[val_idx] = False
+    return np.flatnonzero(keep), val_idx
+
+
+def hold_out_clean(data: ImageData, noisy_labels: np.ndarray, *, fraction: float,
+                   seed: int) -> tuple[ImageData, np.ndarray]:
+    """Hold out a clean, class-stratified validation set: (training data, its noisy labels).
+
+    As RSL's scripts: the noise is drawn on all training images first, then ``fraction`` of
+    every clean class is set aside with its clean labels (``val_images``, ``val_labels``) and
+    the rest, with its noisy labels, is the training set (45,000 / 5,000 on CIFAR at 0.1).
+    seed: of the split's ``RandomState`` (the code draws it from ``np.random`` after
+    ``seed_torch(0)`` and the noise draws, so its indices differ from these).
+    """
+    if not data.in_memory:
+        raise ConfigError(f"{data.name}: train.clean_val_fraction needs a dataset held in memory")
+    if (data.train_labels < 0).any():
+        raise ConfigError(f"{data.name}: train.clean_val_fraction needs every clean label, and "
+                          "some are unknown")
+    train_idx, val_idx = stratified_holdout(data.train_labels, fraction=fraction,
+                                            rng=np.random.RandomState(seed))
+    rows = torch.from_numpy(train_idx)
+    held = dataclasses.replace(
+        data, train_images=data.train_images[rows], train_labels=data.train_labels[train_idx],
+        human_labels={k: v[train_idx] for k, v in data.human_labels.items()},
+        val_images=data.train_images[torch.from_numpy(val_idx)],
+        val_labels=data.train_labels[val_idx])
+    return held, np.asarray(noisy_labels)[train_idx]
 
 
 def data_root() -> Path:

@@ -6,6 +6,11 @@ noisy labels from (dataset, noise type, rate, noise seed), builds the method wit
 network on the test set and scores the method's selection against the clean labels. The record
 is written atomically by :mod:`bench.store`. Full state is checkpointed every few epochs and a
 run resumes from its last checkpoint.
+
+With ``train.clean_val_fraction`` a clean, class-stratified validation set is held out of the
+training images after the noise draw and scored every epoch (``metrics.val_acc``); the record
+then carries ``test_acc_clean_val`` and ``clean_val_epoch`` (protocol ``clean_val``). Runs train
+in fp32 unless ``train.precision: bf16`` (CUDA autocast); ``env`` records which.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from torch import nn
 
 from bench import store
 from bench.config import RunSpec
-from bench.data import ImageData, load_dataset
+from bench.data import ImageData, hold_out_clean, load_dataset
 from bench.errors import BenchError, ConfigError
 from bench.models import build_network
 from bench.noise import apply_noise, realised_noise_rate, realised_transition_matrix
+from bench.protocols import clean_val_index
 from bench.registry import METHODS
 
 CHECKPOINT_VERSION = 1
@@ -41,6 +47,23 @@ CHECKPOINT_VERSION = 1
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run: None (fp32) unless ``precision`` is ``bf16`` on CUDA.
+
+    Every official code trains in fp32, so ``fp32`` is the default: PyTorch's default TF32
+    policy applies (recorded in the record's ``env``). bf16 is CUDA autocast only; asked for on
+    another device it is refused rather than silently run in fp32.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        if device.type != "cuda":
+            raise ConfigError(f"train.precision bf16 runs under CUDA autocast; this run's "
+                              f"device is {device.type} (use precision fp32)")
+        return torch.bfloat16
+    raise ConfigError(f"train.precision must be fp32 or bf16, got {precision!r}")
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -93,7 +116,8 @@ class RunContext:
         self.np_rng = np.random.default_rng(spec.seed)
         self.visited = torch.zeros(self.num_train, dtype=torch.bool, device=device)
         self._optimizers: list[tuple[torch.optim.Optimizer, float]] = []
-        self.use_amp = device.type == "cuda"
+        self.autocast_dtype = autocast_dtype(spec.train.precision, device)
+        self.use_amp = self.autocast_dtype is not None
 
     # -- networks and optimisers -------------------------------------------------------------
     def make_network(self) -> nn.Module:
@@ -138,9 +162,9 @@ class RunContext:
                     group["betas"] = (beta1, group["betas"][1])
 
     def autocast(self):
-        """bf16 autocast on CUDA; a no-op on CPU, where runs stay in fp32."""
+        """CUDA bf16 autocast under ``train.precision: bf16``; else a no-op (fp32)."""
         if self.use_amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast("cuda", dtype=self.autocast_dtype)
         return contextlib.nullcontext()
 
     # -- data --------------------------------------------------------------------------------
@@ -231,11 +255,16 @@ def random_crop_flip(x: torch.Tensor, *, padding: int, generator: torch.Generato
 # ---- evaluation ------------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(method, ctx: RunContext, test_x: Any, test_y: torch.Tensor) -> dict[str, float]:
-    """Test accuracy (percent) of every network the method exposes."""
+def evaluate(method, ctx: RunContext, test_x: Any, test_y: torch.Tensor, *,
+             drop_last: bool | None = None) -> dict[str, float]:
+    """Test accuracy (percent) of every network the method exposes.
+
+    drop_last: score only whole test batches (default ``train.test_drop_last``).
+    """
     cfg = ctx.train_cfg
     total = len(test_y)
-    if cfg.test_drop_last:  # the official loaders score only whole batches (9,984 of 10,000)
+    if cfg.test_drop_last if drop_last is None else drop_last:
+        # the official loaders score only whole batches (9,984 of 10,000)
         total -= total % cfg.test_batch_size
         if total == 0:
             raise ConfigError(f"test_drop_last with test_batch_size {cfg.test_batch_size} "
@@ -288,7 +317,8 @@ def selection_diagnostics(selected: torch.Tensor, visited: torch.Tensor,
 
 # ---- the run ---------------------------------------------------------------------------------
 
-def environment(device: torch.device) -> dict:
+def environment(device: torch.device, *, precision: str = "fp32") -> dict:
+    """Versions, host and the numeric precision of a run (its autocast dtype, TF32 policy)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:  # importing torchvision just for its version costs seconds per worker
@@ -301,7 +331,19 @@ def environment(device: torch.device) -> dict:
            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
            "cpu_threads": torch.get_num_threads(), "hostname": socket.gethostname(),
            "platform": platform.platform(), "git_sha": git_sha()}
+    env.update(precision_env(precision, device))
     return env
+
+
+def precision_env(precision: str, device: torch.device) -> dict:
+    """The record's precision fields: ``precision``, ``autocast`` (dtype name or None) and
+    PyTorch's TF32 policy as the run found it (matmul, cuDNN, float32 matmul precision)."""
+    dtype = autocast_dtype(precision, device) if device.type == "cuda" else None
+    return {"precision": precision,
+            "autocast": None if dtype is None else str(dtype).removeprefix("torch."),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
 
 
 def git_sha() -> str | None:
@@ -321,8 +363,10 @@ def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None
             verify: bool = True, data: ImageData | None = None):
     """Load the data and draw the run's noisy labels: (data, noisy_labels, noise_info).
 
-    noise_info holds the record's noise fields and, under ``_nominal_matrix``, the noise model's
-    full-precision matrix (None where it has none) for :class:`RunContext`.
+    noise_info holds the record's noise fields, ``data_split`` (the split sizes) and, under
+    ``_nominal_matrix``, the noise model's full-precision matrix (None where it has none) for
+    :class:`RunContext`. With ``train.clean_val_fraction`` the data returned is the training
+    part, with the held-out clean set as its ``val_images`` / ``val_labels``.
     data: the run's dataset when already loaded (the seeds of a fused cell share it).
     """
     if data is None:
@@ -345,19 +389,33 @@ def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None
                        rate=spec.noise_rate, noise_seed=spec.noise_seed, dataset=spec.dataset,
                        variant=spec.noise_variant, features=features, human_labels=human_labels,
                        draw=spec.noise_draw)
+    data, noisy, split = _split(spec, data, draw.noisy_labels)
+    clean = data.train_labels
     known = clean >= 0
     info = {
         "noise_draw": spec.noise_draw,
-        "realised_noise_rate": (realised_noise_rate(clean[known], draw.noisy_labels[known])
+        "data_split": split,
+        "realised_noise_rate": (realised_noise_rate(clean[known], noisy[known])
                                 if known.any() else None),
         "transition_matrix": realised_transition_matrix(
-            clean[known], draw.noisy_labels[known], data.num_classes).round(6).tolist(),
+            clean[known], noisy[known], data.num_classes).round(6).tolist(),
         "nominal_transition_matrix": (None if draw.nominal_transition_matrix is None else
                                       draw.nominal_transition_matrix.round(6).tolist()),
         # unrounded, for the run's context (popped before the info goes into the record)
         "_nominal_matrix": draw.nominal_transition_matrix,
     }
-    return data, draw.noisy_labels, info
+    return data, noisy, info
+
+
+def _split(spec: RunSpec, data: ImageData, noisy: np.ndarray):
+    """The clean validation split of ``train.clean_val_fraction``: (data, noisy, sizes)."""
+    fraction = spec.train.clean_val_fraction
+    if fraction == 0:
+        return data, noisy, {"train": len(noisy), "clean_val": 0}
+    # the noise is drawn on every image first, then the clean split made, as RSL's scripts
+    data, noisy = hold_out_clean(data, noisy, fraction=fraction, seed=spec.noise_seed)
+    return data, noisy, {"train": len(noisy), "clean_val": len(data.val_labels),
+                         "clean_val_fraction": fraction, "split_seed": spec.noise_seed}
 
 
 def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | None = None,
@@ -395,6 +453,8 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         clean = torch.as_tensor(data.train_labels, device=dev)
         test_x = data.test_images.to(dev) if data.in_memory else data.test_images
         test_y = torch.as_tensor(data.test_labels, device=dev)
+        val = (None if data.val_images is None else
+               (data.val_images.to(dev), torch.as_tensor(data.val_labels, device=dev)))
         metrics = _empty_metrics()
         first = spec.train.start_epoch
         if ckpt_path is not None and ckpt_path.is_file():
@@ -410,6 +470,9 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
             _score_corrected_labels(method, result, clean)
             _append_epoch(metrics, epoch, result, accs, reported_accuracy(method, accs), ctx,
                           clean)
+            if val is not None:   # the clean held-out set: every image scored
+                val_accs = evaluate(method, ctx, *val, drop_last=False)
+                metrics.setdefault("val_acc", []).append(reported_accuracy(method, val_accs))
             if on_epoch is not None:
                 on_epoch(epoch, {"test_acc": metrics["test_acc"][-1], **accs})
             last = epoch == spec.train.epochs - 1
@@ -422,6 +485,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
                                      elapsed_before + time.perf_counter() - t0)
                 return {}
         record.update(_final_metrics(metrics))
+        record.update(_clean_val_choice(method, metrics))
         record["method_state"] = _jsonable_state(method.record_extras())
         record["metrics"] = metrics
         record["status"] = "ok"
@@ -463,9 +527,10 @@ def _base_record(spec: RunSpec, dev: torch.device) -> dict:
     rec.update(epochs=spec.train.epochs, reference=dict(spec.reference),
                realised_noise_rate=None, transition_matrix=None, nominal_transition_matrix=None,
                metrics=_empty_metrics(), test_acc_last=None, test_acc_best=None,
-               test_acc_last10=None, method_state={}, wall_seconds=None, device=str(dev),
-               env=environment(dev), status="running", error=None, started_at=_now(),
-               finished_at=None)
+               test_acc_last10=None, test_acc_clean_val=None, clean_val_epoch=None,
+               data_split=None, method_state={}, wall_seconds=None, device=str(dev),
+               env=environment(dev, precision=spec.train.precision), status="running",
+               error=None, started_at=_now(), finished_at=None)
     return rec
 
 
@@ -526,6 +591,22 @@ def _final_metrics(metrics: dict) -> dict:
     acc = metrics["test_acc"]
     return {"test_acc_last": acc[-1], "test_acc_best": max(acc),
             "test_acc_last10": float(np.mean(acc[-10:]))}
+
+
+def _clean_val_choice(method, metrics: dict) -> dict:
+    """``test_acc_clean_val`` and ``clean_val_epoch`` of a run with a clean validation set.
+
+    The selection looks at the epochs from the method's ``reported_model_from`` on (the epochs
+    that train the network it reports; all by default), ties broken by its ``clean_val_ties``.
+    """
+    if "val_acc" not in metrics:
+        return {}
+    first = getattr(method, "reported_model_from", None)
+    start = 0 if first is None else int(np.searchsorted(metrics["epoch"], first))
+    pos = clean_val_index(metrics["val_acc"], start=start,
+                          ties=getattr(method, "clean_val_ties", "last"))
+    return {"test_acc_clean_val": None if pos is None else metrics["test_acc"][pos],
+            "clean_val_epoch": None if pos is None else metrics["epoch"][pos]}
 
 
 def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metrics: dict,

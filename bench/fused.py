@@ -19,10 +19,12 @@ over the stacked parameters performs exactly G independent updates (different le
 per run would need one parameter group per run; every run of a cell shares them). Anything that
 couples parameters globally (gradient-norm clipping, LARS) would not be per-run.
 
-Mixed precision: under ``torch.autocast`` vmap leaves convolutions and linear layers with
-batched weights in fp32, and its BatchNorm rule refuses bf16 inputs with fp32 running
-statistics; :meth:`FusedNetworks.forward` therefore casts the input and the conv/linear weights
-itself and runs BatchNorm in fp32, which is what an unfused AMP step computes.
+Precision: the steps run in fp32 unless ``amp`` (CUDA bf16 autocast, ``train.precision:
+bf16``; :mod:`bench.fused_run` passes the runs' setting). Under ``torch.autocast`` vmap leaves
+convolutions and linear layers with batched weights in fp32, and its BatchNorm rule refuses
+bf16 inputs with fp32 running statistics; :meth:`FusedNetworks.forward` therefore casts the
+input and the conv/linear weights itself and runs BatchNorm in fp32, which is what an unfused
+AMP step computes.
 
 Randomness: dropout inside vmap draws independent masks per run (``randomness="different"``),
 but from one generator, so a fused run with dropout does not reproduce its unfused twin's masks;
@@ -261,7 +263,7 @@ def _upcast(logits: torch.Tensor) -> torch.Tensor:
 
 
 def standard_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                  y: torch.Tensor, *, amp: bool = True) -> torch.Tensor:
+                  y: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
     """One step of ``standard`` for every run: mean CE of each run's batch; returns (G,) losses.
 
     x: (G, B, C, H, W); y: (G, B). The fused loss is the sum of the per-run means, so each run's
@@ -281,7 +283,7 @@ def standard_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: tor
 
 def jocor_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, *, co_lambda: float, num_remember: int,
-               select_on: str = "joint", stable_kl: bool = False, amp: bool = True,
+               select_on: str = "joint", stable_kl: bool = False, amp: bool = False,
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """One JoCoR step for G runs fused with both of their networks (2G-way fusion).
 
@@ -329,7 +331,7 @@ def _pair_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def coteaching_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                     y: torch.Tensor, *, num_remember: int, normalization: str = "official",
-                    amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                    amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One Co-teaching step for G runs fused with both of their networks (2G-way fusion).
 
     fused: 2G networks ordered [net1 of runs 0..G-1, net2 of runs 0..G-1]; x: (G, B, ...);
@@ -354,7 +356,7 @@ def coteaching_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: t
 
 def decoupling_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                     y: torch.Tensor, *, warmup: bool = False, min_batch_fraction: float = 0.1,
-                    amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                    amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One Decoupling step for G runs fused with both of their networks (2G-way fusion).
 
     fused: 2G networks ordered [net1 of runs 0..G-1, net2 of runs 0..G-1]; x: (G, B, ...);

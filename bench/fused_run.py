@@ -23,9 +23,11 @@ Fusable methods and what they fuse:
 Other methods run unfused (the runner falls back by itself). The fused path has no data
 augmentation (the Co-teaching family trains without it) and keeps no checkpoints: a fused group
 that is killed starts again from its first epoch. Runs agree with their unfused twins up to
-float rounding (``tests/test_fused_run.py``); on a GPU the fused step uses bf16 autocast as the
-unfused one does. Fusing pays on a GPU, where one small network leaves the device mostly idle;
-on a CPU it is slower than running the seeds one by one (see ``reports/perf.md``).
+float rounding (``tests/test_fused_run.py``); the fused step runs in the runs'
+``train.precision`` as the unfused one does (fp32 by default; CUDA bf16 autocast under
+``precision: bf16``). Runs that hold out a clean validation set run unfused. Fusing pays on a
+GPU, where one small network leaves the device mostly idle; on a CPU it is slower than running
+the seeds one by one (see ``reports/perf.md``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def group_key(spec: RunSpec) -> str:
 
 
 def fusable(spec: RunSpec) -> bool:
-    return spec.method in FUSABLE and spec.train.augment == "none"
+    return (spec.method in FUSABLE and spec.train.augment == "none"
+            and spec.train.clean_val_fraction == 0.0)
 
 
 class _Trainer:
@@ -226,7 +229,8 @@ def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,
         raise ConfigError("run_fused: the runs must share their configuration and differ in seed")
     if not fusable(specs[0]):
         raise ConfigError(f"{specs[0].method} with augment {specs[0].train.augment!r} cannot be "
-                          f"fused; fusable methods (without augmentation): {', '.join(FUSABLE)}")
+                          f"fused; fusable methods (without augmentation or a clean validation "
+                          f"split): {', '.join(FUSABLE)}")
     dev = engine.pick_device(device)
     records = [engine._base_record(s, dev) for s in specs]
     for record in records:

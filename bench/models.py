@@ -7,6 +7,7 @@ as ``NETWORKS[name](in_channels=, num_classes=, image_size=, **options)``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -102,6 +103,13 @@ def lenet(*, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
 
 
 class _PreActBlock(nn.Module):
+    """DivideMix's PreResNet.py ``PreActBlock``: both shortcuts start from ``relu(bn1(x))``.
+
+    The identity shortcut is ``nn.Sequential()`` applied to the pre-activated input, so an
+    identity block returns ``conv_path + relu(bn1(x))``, not ``+ x`` (the variant of other
+    PreAct ResNet copies); the downsampling one a 1x1 conv of the same ``relu(bn1(x))``.
+    """
+
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(c_in)
@@ -109,11 +117,11 @@ class _PreActBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride, bias=False)
-                         if stride != 1 or c_in != c_out else None)
+                         if stride != 1 or c_in != c_out else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        shortcut = self.shortcut(out)
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         return out + shortcut
@@ -139,9 +147,11 @@ class _PreActResNetFeatures(nn.Module):
 
 @NETWORKS.register("preact_resnet18")
 def preact_resnet18(*, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    """PreAct ResNet-18 as in DivideMix's PreResNet.py (BasicBlocks [2,2,2,2], Linear 512->K).
+    """PreAct ResNet-18 as in DivideMix's PreResNet.py ``ResNet18`` (PreActBlock [2,2,2,2]).
 
-    DivideMix pools with avg_pool2d(4) on 4x4 maps; the adaptive pool is identical at 32x32.
+    A 3x3 stem conv 64 with BN+ReLU, the blocks of :class:`_PreActBlock` (identity shortcuts
+    carry ``relu(bn1(x))``), no final BN, Linear 512->K; PyTorch's default initialisation, as the
+    code. DivideMix pools with avg_pool2d(4) on 4x4 maps; the adaptive pool is identical at 32x32.
     """
     return Classifier(_PreActResNetFeatures(in_channels), 512, num_classes)
 
@@ -170,9 +180,35 @@ class _WideBlock(nn.Module):
         return out + (x if self.equal else self.shortcut(x))
 
 
+def wrn_official_init(net: nn.Module) -> None:
+    """The init loop of RSL's ``network_models/wideresnet.py`` (MixMatch's WideResNet).
+
+    In module order: conv weights ~ N(0, 2 / (k_h k_w c_out)) (He, fan-out), BatchNorm weight 1
+    and bias 0, Linear weights Xavier-normal and bias 0.
+    """
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            m.weight.data.normal_(0, math.sqrt(2.0 / fan_out))
+        elif isinstance(m, nn.BatchNorm2d):
+            m.weight.data.fill_(1)
+            m.bias.data.zero_()
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_normal_(m.weight.data)
+            m.bias.data.zero_()
+
+
 @NETWORKS.register("wrn28_2")
-def wrn28_2(*, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    """WideResNet-28-2 of RSL / MixMatch (BN momentum 0.001, LeakyReLU 0.1, no dropout)."""
+def wrn28_2(*, in_channels: int, num_classes: int, image_size: int,
+            init: str = "official") -> nn.Module:
+    """WideResNet-28-2 of RSL / MixMatch (BN momentum 0.001, LeakyReLU 0.1, no dropout).
+
+    init: ``official`` (default) re-initialises the weights as RSL's wideresnet.py does
+        (:func:`wrn_official_init`; the modules are built in the code's order, so one torch
+        seed gives the code's weights); ``pytorch`` keeps PyTorch's default initialisation.
+    """
+    if init not in ("official", "pytorch"):
+        raise ConfigError(f"wrn28_2: init must be official or pytorch, got {init!r}")
     widths, n = (32, 64, 128), 4
     layers: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)]
     c_in = 16
@@ -183,7 +219,10 @@ def wrn28_2(*, in_channels: int, num_classes: int, image_size: int) -> nn.Module
             c_in = w
     layers += [nn.BatchNorm2d(c_in, momentum=0.001), nn.LeakyReLU(0.1),
                nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return Classifier(nn.Sequential(*layers), c_in, num_classes)
+    net = Classifier(nn.Sequential(*layers), c_in, num_classes)
+    if init == "official":
+        wrn_official_init(net)
+    return net
 
 
 def _torchvision_resnet(arch: str, *, in_channels: int, num_classes: int,

@@ -35,15 +35,18 @@ import pandas as pd
 from bench import stats
 from bench.errors import BenchError
 from bench.papers import load_paper_numbers, lookup
+from bench.protocols import clean_val_index
 
 __all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "main"]
 
 CELL = ["dataset", "noise_type", "noise_rate", "noise_variant"]
-PROTOCOLS = ("last", "best", "last10")
+PROTOCOLS = ("last", "best", "last10", "clean_val")
 PROTOCOL_TEXT = {
     "last": "test accuracy at the last epoch",
     "best": "best test accuracy over all epochs",
     "last10": "mean test accuracy over the last ten epochs",
+    "clean_val": "test accuracy at the epoch of best accuracy on a clean validation set held out "
+                 "of the training images",
 }
 DAGGER = "†"
 DROP_SHARE = 0.5  # a class is dropped when unselected in at least this share of epochs
@@ -90,6 +93,9 @@ def _from_curve(metrics: object, protocol: str) -> float:
         if isinstance(metrics, dict) else np.array([])
     if curve.size == 0:
         return math.nan
+    if protocol == "clean_val":   # records made with a clean split carry test_acc_clean_val
+        pos = clean_val_index(metrics.get("val_acc", []))
+        return math.nan if pos is None else float(curve[pos])
     return float({"last": curve[-1], "best": np.nanmax(curve), "last10": np.nanmean(curve[-10:])}[protocol])
 
 

@@ -22,8 +22,9 @@ the classes that only receive flips (0, 1, 7), r for cat and dog, 0 for the othe
 no nominal rate: set ``assumed_noise_rate``.
 
 n_i: the code fixes 4,500 (CIFAR-10) / 450 (CIFAR-100), i.e. N/K of its 45,000 training
-images; here n_i = N/K of the run's training set (no clean validation split is held out, so
-5,000 / 500 on CIFAR). For structured noise the code instead balances the classes
+images; here n_i = N/K of the run's training set, which is the code's 4,500 / 450 under its
+protocol (``train.clean_val_fraction: 0.1``, the 5,000 clean validation images held out) and
+5,000 / 500 without it. For structured noise the code instead balances the classes
 (``class_balance_num``): available_i = (count of noisy label i) * prop_i, z_i = available_i /
 prior_i, gamma = [1, (1 + max z / min z) / 2, max z / min z][gamma_index], num(i) =
 min(gamma * min z * prior_i, available_i); ``class_balance`` (on for ``asymmetric`` noise, as
@@ -36,10 +37,14 @@ learning-rate schedule is re-applied from 0 in step 3 (the code builds a new Mul
 multistep and constant schedules are supported (the Co-teaching schedule is keyed to the run's
 total epochs). The optimiser keeps its settings; its state (momentum) is cleared at the switch.
 
+Protocol (``bench/grids/rsl_cifar10.yaml``): the code holds out 10% of every class as a clean
+validation set (``train.clean_val_fraction: 0.1``, :func:`bench.data.hold_out_clean`), and its
+"best" is the test accuracy at the step-3 epoch of best validation accuracy, the latest of equal
+bests (``if val_accuracy >= val_best``): protocol ``clean_val``, with ``reported_model_from``
+the first step-3 epoch. The network is ``wrn28_2`` with the code's own initialisation.
+
 Logged: ``selected`` is, during step 1, the selection the current mean loss would give (a
-diagnostic), and during step 3 the selected training set; extra ``phase`` (1 or 3). The clean
-validation set of the paper's model selection is not used (the paper's "best" epoch is picked on
-5,000 clean images).
+diagnostic), and during step 3 the selected training set; extra ``phase`` (1 or 3).
 """
 
 from __future__ import annotations
@@ -151,6 +156,8 @@ class SmallLossSelection(Method):
             class_balance=config.class_balance, gamma_index=config.gamma_index),
             device=ctx.device)
         self.phase2_start = ctx.start_epoch + config.sel_epoch
+        # the clean-validation selection looks only at the epochs of the reported network
+        self.reported_model_from = self.phase2_start
 
     def check_epochs(self, phase2_epochs: int, name: str) -> None:
         total = self.ctx.epochs - self.ctx.start_epoch

@@ -29,10 +29,15 @@ Epochs: ``epochs - start_epoch`` must equal ``sel_epoch + mixmatch_epochs`` to r
 early (smoke tests only; the ramp still spans ``mixmatch_epochs``). ``max_iters_per_epoch``
 also caps ``iterations``.
 
+Protocol: as RSL's (:mod:`methods.rsl`), 10% of every class held out clean
+(``train.clean_val_fraction: 0.1``); protocol ``clean_val`` picks among the MixMatch epochs the
+EMA model's best validation accuracy, the first of equal bests (``is_best = val_acc >
+best_acc``).
+
 Deviations: the code's crop is reflect-padded by 4 with offsets 0..7 (``np.random.randint(0,
-h - new_h)`` excludes 8); here the engine's zero-padded crop with offsets 0..8 is used. The
-paper's model selection on 5,000 clean validation images is not used. Labelled and unlabelled
-sets need at least ``batch_size`` samples each (the code's loaders would be empty otherwise).
+h - new_h)`` excludes 8); here the engine's zero-padded crop with offsets 0..8 is used. Labelled
+and unlabelled sets need at least ``batch_size`` samples each (the code's loaders would be empty
+otherwise).
 Logged: ``selected`` as RSL; extra ``phase`` (1 or 4) and ``lambda_u`` (at the epoch start).
 """
 
@@ -88,6 +93,7 @@ class RSLWeightedMixMatch(SmallLossSelection):
     Config = RSLWMConfig
     report = "net1"
     extra_state = ("loss_sum", "selected", "weights")
+    clean_val_ties = "first"       # Weighted_MixMatch_train_CIFAR.py: is_best = val_acc > best_acc
 
     def __init__(self, config: RSLWMConfig, ctx) -> None:
         super().__init__(config, ctx)

@@ -216,7 +216,8 @@ def test_run_id_is_stable_and_sensitive_to_every_config_field(toy, write_grid) -
         current = getattr(spec.train, f.name)
         value = {"epochs": 7, "start_epoch": 1, "optimizer": "sgd", "schedule": "multistep",
                  "milestones": (3,), "max_iters_per_epoch": 5, "augment": "crop_flip",
-                 "network_options": {"hidden": 32}}.get(f.name)
+                 "network_options": {"hidden": 32}, "precision": "bf16",
+                 "clean_val_fraction": 0.1}.get(f.name)
         if value is None:
             value = (not current) if isinstance(current, bool) else current * 2 + 1
         assert value != current
