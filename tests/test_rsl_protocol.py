@@ -214,7 +214,7 @@ def test_rsl_cifar10_grid_has_the_official_protocol_and_its_paper_numbers() -> N
     epochs = {"standard": 200, "rsl": 400, "rsl_wm": 700}
     papers = load_paper_numbers()
     for run in grid.runs:
-        assert run.network == "wrn28_2" and run.noise_seed == 0
+        assert run.network == "wrn28_2" and run.noise_seed == run.seed
         assert run.train.clean_val_fraction == 0.1
         assert run.train.epochs == epochs[run.method]
         assert (run.train.lr, run.train.milestones, run.train.gamma) == (0.1, (60, 120, 160), 0.02)
