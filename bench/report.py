@@ -34,7 +34,7 @@ import pandas as pd
 
 from bench import stats
 from bench.errors import BenchError
-from bench.left_out import left_out_lines
+from bench.left_out import GRIDS_DIR, left_out_lines, split_runs
 from bench.papers import load_paper_numbers, lookup
 
 __all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "main"]
@@ -104,19 +104,19 @@ def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
     return load_grid_runs(results_dir, grid)[0]
 
 
-def load_grid_runs(results_dir: Path, grid: str) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+def load_grid_runs(results_dir: Path, grid: str, *, grids_dir: Path = GRIDS_DIR) -> tuple[pd.DataFrame, pd.DataFrame, list]:
     """(runs that join cells, with the cell columns normalised; records left out, with ``why``;
     damaged files as (path, reason), from the store's ``attrs["left_out"]``)."""
-    from bench.left_out import split_runs
     from bench.store import load_records
 
     try:
         records = load_records(results_dir, grid, include_failed=True)
-        runs, left = split_runs(records, grid)
-    except (OSError, ValueError) as err:
+        runs, left = split_runs(records, grid, grids_dir=grids_dir)
+    except (OSError, ValueError, BenchError) as err:
         raise ReportError(f"cannot read the records of grid {grid!r}: {err}") from None
     if runs.empty:
-        raise ReportError(f"no successful runs in {results_dir / grid}")
+        why = f": {len(left)} left out, e.g. {left['why'].iloc[0]}" if len(left) else ""
+        raise ReportError(f"no successful runs in {results_dir / grid}{why}")
     runs = runs.copy()
     for col, default in (("label", None), ("paper", None), ("protocol", None), ("noise_variant", None),
                          ("noise_seed", 0), ("seed", 0), ("metrics", None), ("realised_noise_rate", np.nan)):
@@ -838,14 +838,20 @@ def _draw(grid_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, across: Acr
 
 def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | None = None,
                  protocol: str | None = None, margin: float = 1.0, seed: int = 0, figures: bool = True,
-                 n_boot: int = 2000, papers: pd.DataFrame | None = None) -> list[Path]:
-    """Write the report of each grid (or of ``grid``); returns the markdown files written."""
+                 n_boot: int = 2000, papers: pd.DataFrame | None = None, grids_dir: str | Path = GRIDS_DIR,
+                 default_paper_runs: int = 5, paper_runs: Mapping[str, int] | None = None) -> list[Path]:
+    """Write the report of each grid (or of ``grid``); returns the markdown files written.
+
+    ``grids_dir`` holds the grid files records are checked against; ``default_paper_runs`` and
+    ``paper_runs`` (per paper key) are the run counts assumed where a paper gives a std but no n.
+    """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     papers = load_paper_numbers() if papers is None else papers
     written = []
     for name in find_grids(results_dir, grid):
-        runs, left_runs, damaged = load_grid_runs(results_dir, name)
-        settings = Settings(protocol=protocol or grid_protocol(runs), margin=margin, n_boot=n_boot, seed=seed)
+        runs, left_runs, damaged = load_grid_runs(results_dir, name, grids_dir=Path(grids_dir))
+        settings = Settings(protocol=protocol or grid_protocol(runs), margin=margin, n_boot=n_boot, seed=seed,
+                            default_paper_runs=default_paper_runs, paper_runs=dict(paper_runs or {}))
         runs = with_accuracy(runs, settings.protocol)
         rng = np.random.default_rng(seed)
         summary = summarise(runs, papers, settings, rng=rng)
