@@ -3,20 +3,25 @@
 For every grid under ``results/`` it writes
 
 * ``reports/<grid>.md``: per dataset the mean accuracy with its 95% interval and run count for
-  every method and noise setting, the paper's number with its provenance, the test against it
-  (Holm-adjusted) and a verdict; the methods of each cell compared pairwise on shared seeds;
-  Friedman test, average ranks, critical difference and IQM across cells;
+  every method and noise setting, and what that interval is conditional on (one noise draw, a
+  draw per run, or J draws crossed with seeds, decomposed into draw and training variance); the
+  paper's number with its provenance, the test against it with the paper's own SE (Welch, with
+  the run count the paper states or an assumed default, checked at n_p = 2, 5 and inf), Δ with
+  its 90% interval, the equivalence bound, P(|δ| < margin), Holm over the paper's whole table, a
+  four-way verdict (``provisional`` against a recalled number) and design-based seed counts; the
+  methods of each cell compared pairwise on shared (seed, noise draw); Friedman, Iman-Davenport and
+  ranks across cells (a critical difference only with enough cells); the records left out;
 * ``reports/<grid>/summary.csv``: one row per (cell, method label) with every number above;
 * ``reports/<grid>/class_drops.csv``: per (cell, method label) with per-class selection counts,
   the runs whose selected set lost a whole class (see ``dropped_classes``), also listed in the
   markdown: one cause of a bimodal cell at high noise;
 * ``reports/<grid>/collapses.csv``: per (cell, method label), the runs whose accuracy ended at
-  chance level (see ``collapses``), also listed in the markdown: a collapsed seed is what
-  stretches a cell's t-interval past [0, 100];
+  chance level (see ``collapses``), also listed in the markdown with the collapse rate;
 * ``reports/<grid>/*.png``: accuracy against noise rate, test accuracy and label precision per
   epoch, and the critical-difference diagram.
 
-Cells with fewer than two runs are shown, marked with a dagger, and never tested.
+Cells with fewer than two runs are shown, marked with a dagger, and never tested. The verdict
+itself is :func:`bench.stats.compare_to_paper`, a pure function any caller can use.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from bench.errors import BenchError
 from bench.left_out import GRIDS_DIR, left_out_lines, split_runs
 from bench.papers import load_paper_numbers, lookup
 
-__all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "main"]
+__all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "load_runs",
+           "load_grid_runs", "family_size", "draw_source", "draw_note", "main"]
 
 CELL = ["dataset", "noise_type", "noise_rate", "noise_variant"]
 PROTOCOLS = ("last", "best", "last10")
@@ -617,7 +623,11 @@ def _against_table(data: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 def _design_lines(data: pd.DataFrame) -> list[str]:
     """What each cell's interval is conditional on, and the variance decomposition of crossed cells."""
     notes = data.drop_duplicates("draw_note")["draw_note"].tolist()
-    lines = ["Noise draws: " + "; ".join(notes) + ".", ""]
+    if len(notes) == 1:
+        lines = [f"Noise draws: {notes[0]}.", ""]
+    else:  # designs differ between cells: say which cell is which
+        lines = ["Noise draws:", ""] + [f"- {note}: " + ", ".join(f"{s} {m}" for s, m in zip(g["setting"], g["label"]))
+                                        for note, g in data.groupby("draw_note", sort=False)] + [""]
     crossed = data[data["design"] == stats.CROSSED]
     if not crossed.empty:
         shown = pd.DataFrame({

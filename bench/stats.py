@@ -44,6 +44,13 @@ MIN_CD_CELLS = 10  # fewest cells to rank methods on (Demšar 2006: N > 10 for t
 NEMENYI_Q05 = {2: 1.960, 3: 2.344, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
 
 
+class _AsDict:
+    """``as_dict()`` for the result dataclasses below."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 def _as_1d(x: Sequence[float] | np.ndarray) -> np.ndarray:
     arr = np.asarray(x, dtype=float)
     if arr.ndim != 1:
@@ -61,7 +68,7 @@ def _std(x: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class Description:
+class Description(_AsDict):
     """Summary of the runs of one method in one cell."""
 
     n: int
@@ -73,9 +80,6 @@ class Description:
     boot_high: float
     boot_method: str
     note: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def t_interval(x: Sequence[float] | np.ndarray, *, confidence: float = 0.95) -> tuple[float, float]:
@@ -159,7 +163,7 @@ DESIGNS = (ONE_DRAW, DRAW_PER_RUN, CROSSED)
 
 
 @dataclass(frozen=True)
-class CellEstimate:
+class CellEstimate(_AsDict):
     """The mean of one method's runs in one cell with the standard error its design implies.
 
     ``design`` is how the runs relate to the noise draws: ``one draw`` (every run trained on the
@@ -178,9 +182,6 @@ class CellEstimate:
     df: float
     s2_draw: float
     s2_train: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def interval(self, confidence: float = 0.95) -> tuple[float, float]:
         """t-interval for the mean with the design's SE and df; NaNs when it has none."""
@@ -281,7 +282,7 @@ POWER = 0.8
 
 
 @dataclass(frozen=True)
-class PaperTest:
+class PaperTest(_AsDict):
     """Our runs of one method in one cell against the number a paper reports.
 
     ``diff`` is ours - paper with ``se`` and ``df`` (Satterthwaite, over our SE, the paper's SE
@@ -320,9 +321,6 @@ class PaperTest:
     seeds_needed: float
     seeds_needed_at: float
     delta_planned: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def verdict(p_diff: float, p_tost: float, diff: float, *, alpha: float = 0.05,
@@ -591,7 +589,7 @@ def apply_holm(tests: Sequence[PaperTest], *, alpha: float = 0.05, family_size: 
 
 
 @dataclass(frozen=True)
-class PairedComparison:
+class PairedComparison(_AsDict):
     """Method a against method b on the same seeds; differences are a - b.
 
     ``wins`` / ``losses`` / ``ties`` count the seeds where a is above / below / equal to b;
@@ -619,9 +617,6 @@ class PairedComparison:
     win_low: float
     win_high: float
     note: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def probability_of_improvement(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:

@@ -124,3 +124,28 @@ def test_coverage_of_crossed_designs_large(j: int, i: int) -> None:
         x = _crossed(rng, 10_000, j, i, s_draw, 1.0)
         cov = _coverage(x, np.repeat(np.arange(j), i), 90.0)
         assert 0.94 <= cov <= 0.965, (s_draw, cov)
+
+
+def test_difference_interval_covers_with_the_papers_se() -> None:
+    """The 90% interval for delta covers the true 0 about 90% of the time when the paper's number
+    is itself a 5-run mean, and falls short when the paper's SE is dropped."""
+    rng = np.random.default_rng(6)
+    p_mean, p_std = _paper_five_runs(rng, CELLS, 90.0, 1.0)
+    ours = rng.normal(90.0, 1.0, (CELLS, 5))
+    welch = [stats.test_against_paper(x, paper_mean=m, paper_std=s, paper_n=5) for x, m, s in zip(ours, p_mean, p_std)]
+    exact = [stats.test_against_paper(x, paper_mean=m) for x, m in zip(ours, p_mean)]
+    cover = np.mean([t.ci90_low <= 0 <= t.ci90_high for t in welch])
+    short = np.mean([t.ci90_low <= 0 <= t.ci90_high for t in exact])
+    assert 0.88 <= cover <= 0.92, cover
+    assert short < 0.80, short
+
+
+def test_known_draw_variance_restores_coverage() -> None:
+    """Our runs on one draw, the paper's mean on another: adding 2 sigma2_draw (known) to the
+    difference's variance brings the 90% interval back to about 90%."""
+    rng = np.random.default_rng(7)
+    ours = 90 + rng.normal(0, 1, (CELLS, 1)) + rng.normal(0, 1, (CELLS, 5))
+    paper = 90 + rng.normal(0, 1, CELLS)
+    tests = [stats.test_against_paper(x, paper_mean=m, draw_var=2.0) for x, m in zip(ours, paper)]
+    cover = np.mean([t.ci90_low <= 0 <= t.ci90_high for t in tests])
+    assert 0.88 <= cover <= 0.93, cover
