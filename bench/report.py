@@ -43,7 +43,7 @@ from bench.left_out import GRIDS_DIR, left_out_lines, split_runs
 from bench.papers import load_paper_numbers, lookup
 
 __all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "load_runs",
-           "load_grid_runs", "family_size", "draw_source", "draw_note", "main"]
+           "load_grid_runs", "paper_run_count", "family_size", "draw_source", "draw_note", "main"]
 
 CELL = ["dataset", "noise_type", "noise_rate", "noise_variant"]
 PROTOCOLS = ("last", "best", "last10")
@@ -162,7 +162,7 @@ def _first(values: pd.Series) -> object:
     return values.iloc[0] if not values.empty else None
 
 
-def _paper_runs(prow: pd.Series, settings: Settings) -> tuple[float, bool, str]:
+def paper_run_count(prow: pd.Series, settings: Settings) -> tuple[float, bool, str]:
     """(n_p used, whether it is assumed, the std's basis) for a paper row.
 
     A std over epochs (``std_over: epochs``) is the wobble of one run's last epochs, not the
@@ -211,7 +211,9 @@ def _cell_row(key: tuple, group: pd.DataFrame, settings: Settings, rng: np.rando
     dataset, noise_type, noise_rate, variant, label = key
     group = group[group["acc"].notna()]
     x = group["acc"].to_numpy(dtype=float)
-    est = stats.estimate_cell(x, list(group["noise_seed"]))
+    # a record without its noise_seed counts as sharing one unknown draw: never as its own draw
+    draws = group["noise_seed"].astype(object).where(group["noise_seed"].notna(), "unknown")
+    est = stats.estimate_cell(x, list(draws))
     desc = stats.describe(x, confidence=settings.confidence, n_boot=settings.n_boot, rng=rng)
     ci_low, ci_high = est.interval(settings.confidence) if est.n >= 2 else (math.nan, math.nan)
     source = draw_source(group)
@@ -255,7 +257,7 @@ def summarise(runs: pd.DataFrame, papers: pd.DataFrame, settings: Settings, *, r
                       method=row["method"], protocol=settings.protocol) if row["paper"] else None
         case = None
         if prow is not None:
-            n_used, assumed, over = _paper_runs(prow, settings)
+            n_used, assumed, over = paper_run_count(prow, settings)
             fam = max(family_size(papers, prow), 1)
             row.update(paper_table=prow["table"], paper_mean=prow["mean"], paper_std=prow["std"],
                        paper_n=prow["n_runs"], paper_n_used=n_used, paper_n_assumed=assumed, std_over=over,
@@ -897,7 +899,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--no-figures", action="store_true", help="write no PNG files")
+    p.add_argument("--default-paper-runs", type=_at_least_two, default=5,
+                   help="run count assumed where a paper gives a std but no n (default 5)")
     return p
+
+
+def _at_least_two(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a paper's run count must be at least 2, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -905,7 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         written = build_report(args.results, args.out, grid=args.grid, protocol=args.protocol,
                                margin=args.margin, seed=args.seed, figures=not args.no_figures,
-                               n_boot=args.n_boot)
+                               n_boot=args.n_boot, default_paper_runs=args.default_paper_runs)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
