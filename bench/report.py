@@ -229,6 +229,15 @@ def _cell_row(key: tuple, group: pd.DataFrame, settings: Settings, rng: np.rando
     return row, est
 
 
+def paper_draw_var(est: stats.CellEstimate) -> float:
+    """The variance the paper's own noise draw adds to Δ, where the cell can estimate it.
+
+    A crossed cell's draws are the suite's, not the paper's, and the paper's mean sits on one
+    draw of its own: Δ's variance gains σ²_draw. Elsewhere σ²_draw is not separable from the
+    training variance and nothing is added (a one-draw cell says its interval is conditional)."""
+    return float(est.s2_draw) if est.design == stats.CROSSED and np.isfinite(est.s2_draw) else 0.0
+
+
 PAPER_COLUMNS = {"paper_table": None, "paper_mean": np.nan, "paper_std": np.nan, "paper_n": np.nan,
                  "paper_n_used": np.nan, "paper_n_assumed": False, "std_over": None, "provenance": None,
                  "family_size": np.nan, "test": None, "diff": np.nan, "diff_se": np.nan, "diff_df": np.nan,
@@ -267,7 +276,7 @@ def summarise(runs: pd.DataFrame, papers: pd.DataFrame, settings: Settings, *, r
             for n_p in scenarios:
                 scenarios[n_p] = stats.compare_to_paper(
                     est, paper_mean=prow["mean"], paper_std=prow["std"], paper_n=n_p, margin=settings.margin,
-                    alpha=settings.alpha, family_size=fam)
+                    alpha=settings.alpha, family_size=fam, draw_var=paper_draw_var(est))
             case = ((prow["paper"], prow["table"], key[0]), fam, n_used, scenarios)
         rows.append(row)
         cases.append(case)
@@ -783,7 +792,7 @@ def header_text(settings: Settings) -> list[str]:
         "How to read it: a cell's 95% interval covers the training seeds, and the noise draw only where each "
         "run has its own draw (or J draws are crossed with seeds); with one shared draw it is conditional on "
         "that draw (the cell says whose). Δ = ours − paper; its 90% interval adds the paper's SE, std/sqrt(n_p), "
-        f"with Satterthwaite df. Tests: Welch when the paper gives a std (n_p from the paper, else an assumed "
+        f"and, for crossed cells, σ²_draw for the paper's own single draw, with Satterthwaite df. Tests: Welch when the paper gives a std (n_p from the paper, else an assumed "
         f"default run count, {settings.default_paper_runs}), one-sample when it gives none; equivalence by TOST "
         f"within ±{m}; p-values Holm-adjusted over the paper's whole table.",
         "",

@@ -373,6 +373,9 @@ def test_crossed_draws_are_decomposed_not_pooled(tmp_path: Path) -> None:
     est = stats.estimate_cell(runs["acc"].to_numpy(), list(runs["noise_seed"]))
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(est.interval(0.95))
     assert row["df"] == pytest.approx(2.0)  # J - 1 for a balanced design, not 11
+    # the paper's mean sits on one draw of its own: Δ's variance gains sigma2_draw
+    assert row["test"] == "welch + draw variance"
+    assert row["diff_se"] ** 2 == pytest.approx(est.se ** 2 + 0.3 ** 2 / 5 + est.s2_draw)
     assert "Crossed cells" in text and "3 draws crossed with seeds" in text and "3 x 12" in text
 
 
@@ -445,3 +448,35 @@ def test_left_out_records_never_join_a_cell(tmp_path: Path) -> None:
                                    "older record schema (0, now 1)"]
     text = "\n".join(left_out_lines(left, [("results/mini/broken.json", "not valid JSON")]))
     assert "stray.json" in text and "Damaged record files" in text and "results/mini/broken.json" in text
+
+
+def test_damaged_files_from_the_store_are_listed(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import store
+
+    real = store.load_records
+
+    def with_damage(*args: object, **kwargs: object) -> pd.DataFrame:
+        frame = real(*args, **kwargs)
+        frame.attrs["left_out"] = [("results/synth/torn.json", "Expecting value: line 1 column 1")]
+        return frame
+
+    monkeypatch.setattr(store, "load_records", with_damage)
+    report.build_report(results, tmp_path / "r", figures=False, n_boot=200)
+    text = (tmp_path / "r" / "synth.md").read_text()
+    left = text.split("## Left out", 1)[1]
+    assert "Damaged record files" in left and "results/synth/torn.json" in left and "failed: CUDA error" in left
+
+
+def test_critical_difference_needs_enough_cells(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    root = tmp_path / "results"
+    for method, level in (("standard", 70.0), ("coteaching", 75.0), ("jocor", 80.0)):
+        for rate in np.linspace(0.1, 0.55, 10):
+            for seed in range(2):
+                _write(root / "wide", _record(grid="wide", label=method, method=method, dataset="digits",
+                                              noise_type="symmetric", noise_rate=float(rate), seed=seed,
+                                              level=level - 10 * rate, rng=rng))
+    out = tmp_path / "reports"
+    report.build_report(root, out, n_boot=200)
+    text = (out / "wide.md").read_text()
+    assert "Nemenyi critical difference" in text and (out / "wide" / "cd_diagram.png").is_file()
