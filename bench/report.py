@@ -580,7 +580,11 @@ def _rate(k: int, n: int) -> str:
 
 def _verdict_cell(row: pd.Series) -> str:
     text = row["verdict_text"] or row["verdict"]
-    if row["provisional"] and text not in ("", stats.TOO_FEW):
+    if text in ("", stats.TOO_FEW):
+        return text
+    if row["paper_n_assumed"] and row["robust"] is False:
+        text += f" · assumes n_p = {_np_text(row['paper_n_used'])}"
+    if row["provisional"]:
         text += " · provisional"
     return text
 
