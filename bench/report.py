@@ -327,7 +327,8 @@ def _np_text(n_p: float) -> str:
 
 def _by_seed(group: pd.DataFrame) -> pd.Series:
     # A rerun of the same (seed, noise_seed) is averaged so that pairs stay one-to-one.
-    return group.groupby(["seed", "noise_seed"])["acc"].mean().dropna()
+    return group.assign(noise_seed=group["noise_seed"].astype(object).where(group["noise_seed"].notna(), "unknown")) \
+        .groupby(["seed", "noise_seed"])["acc"].mean().dropna()
 
 
 def pairwise(runs: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -341,8 +342,10 @@ def pairwise(runs: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         per_label = {label: _by_seed(g) for label, g in group.groupby("label", sort=True)}
         rows = []
         for a, b in itertools.combinations(sorted(per_label), 2):
-            joined = pd.concat([per_label[a], per_label[b]], axis=1, join="inner").to_numpy()
-            res = stats.paired_comparison(joined[:, 0], joined[:, 1], confidence=settings.confidence)
+            joined = pd.concat([per_label[a], per_label[b]], axis=1, join="inner")
+            draws = list(joined.index.get_level_values("noise_seed"))
+            res = stats.paired_comparison(joined.iloc[:, 0].to_numpy(), joined.iloc[:, 1].to_numpy(),
+                                          confidence=settings.confidence, draws=draws)
             rows.append({**dict(zip(CELL, cell)), "a": a, "b": b, **res.as_dict()})
         if not rows:
             continue

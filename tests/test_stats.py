@@ -250,6 +250,21 @@ def test_win_rate_interval_leaves_the_observed_support() -> None:
     assert res.p_sign == pytest.approx(0.0625) == res.p_wilcoxon_min
 
 
+def test_paired_comparison_in_a_crossed_design_uses_the_draws() -> None:
+    g = rng(13)
+    draw = np.repeat(g.normal(0, 2, 3), 4)  # a method x draw interaction shared by each draw's pairs
+    a, b = 80 + draw + g.normal(0, 0.3, 12), np.full(12, 80.0) + g.normal(0, 0.3, 12)
+    draws = np.repeat([0, 1, 2], 4)
+    res = stats.paired_comparison(a, b, draws=draws)
+    est = stats.estimate_cell(a - b, draws)
+    assert (res.ci_low, res.ci_high) == pytest.approx(est.interval(0.95))
+    assert res.p_t == pytest.approx(2 * sps.t.sf(abs(est.mean / est.se), 2))
+    naive = stats.paired_comparison(a, b)
+    assert naive.ci_high - naive.ci_low < res.ci_high - res.ci_low and "crossed" in res.note
+    # a draw per pair (or one draw for all) keeps the plain paired t-test
+    assert stats.paired_comparison(a, b, draws=range(12)).p_t == pytest.approx(naive.p_t)
+
+
 def test_clopper_pearson_edges() -> None:
     assert stats.clopper_pearson(0, 5)[0] == 0.0 and stats.clopper_pearson(5, 5)[1] == 1.0
     assert all(math.isnan(v) for v in stats.clopper_pearson(0, 0))
