@@ -3,20 +3,25 @@
 For every grid under ``results/`` it writes
 
 * ``reports/<grid>.md``: per dataset the mean accuracy with its 95% interval and run count for
-  every method and noise setting, the paper's number with its provenance, the test against it
-  (Holm-adjusted) and a verdict; the methods of each cell compared pairwise on shared seeds;
-  Friedman test, average ranks, critical difference and IQM across cells;
+  every method and noise setting, and what that interval is conditional on (one noise draw, a
+  draw per run, or J draws crossed with seeds, decomposed into draw and training variance); the
+  paper's number with its provenance, the test against it with the paper's own SE (Welch, with
+  the run count the paper states or an assumed default, checked at n_p = 2, 5 and inf), Δ with
+  its 90% interval, the equivalence bound, P(|δ| < margin), Holm over the paper's whole table, a
+  four-way verdict (``provisional`` against a recalled number) and design-based seed counts; the
+  methods of each cell compared pairwise on shared (seed, noise draw); Friedman, Iman-Davenport and
+  ranks across cells (a critical difference only with enough cells); the records left out;
 * ``reports/<grid>/summary.csv``: one row per (cell, method label) with every number above;
 * ``reports/<grid>/class_drops.csv``: per (cell, method label) with per-class selection counts,
   the runs whose selected set lost a whole class (see ``dropped_classes``), also listed in the
   markdown: one cause of a bimodal cell at high noise;
 * ``reports/<grid>/collapses.csv``: per (cell, method label), the runs whose accuracy ended at
-  chance level (see ``collapses``), also listed in the markdown: a collapsed seed is what
-  stretches a cell's t-interval past [0, 100];
+  chance level (see ``collapses``), also listed in the markdown with the collapse rate;
 * ``reports/<grid>/*.png``: accuracy against noise rate, test accuracy and label precision per
   epoch, and the critical-difference diagram.
 
-Cells with fewer than two runs are shown, marked with a dagger, and never tested.
+Cells with fewer than two runs are shown, marked with a dagger, and never tested. The verdict
+itself is :func:`bench.stats.compare_to_paper`, a pure function any caller can use.
 """
 
 from __future__ import annotations
@@ -25,19 +30,21 @@ import argparse
 import itertools
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from bench import stats
 from bench.errors import BenchError
+from bench.left_out import GRIDS_DIR, left_out_lines, split_runs
 from bench.papers import load_paper_numbers, lookup
 from bench.protocols import clean_val_index
 
-__all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "main"]
+__all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "load_runs",
+           "load_grid_runs", "paper_run_count", "family_size", "draw_source", "draw_note", "main"]
 
 CELL = ["dataset", "noise_type", "noise_rate", "noise_variant"]
 PROTOCOLS = ("last", "best", "last10", "clean_val")
@@ -59,12 +66,17 @@ class ReportError(BenchError):
 
 @dataclass(frozen=True)
 class Settings:
+    """What a report computes with. ``default_paper_runs`` is the run count assumed for a paper
+    number that has a std but no ``n_runs``; ``paper_runs`` maps a paper key to its own default."""
+
     protocol: str
     margin: float = 1.0
     alpha: float = 0.05
     confidence: float = 0.95
     n_boot: int = 2000
     seed: int = 0
+    default_paper_runs: int = 5
+    paper_runs: Mapping[str, int] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,15 +112,23 @@ def _from_curve(metrics: object, protocol: str) -> float:
 
 
 def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
-    """The successful runs of one grid, one row per run, with the cell columns normalised."""
+    """The runs of one grid that join its cells, one row per run (see :func:`load_grid_runs`)."""
+    return load_grid_runs(results_dir, grid)[0]
+
+
+def load_grid_runs(results_dir: Path, grid: str, *, grids_dir: Path = GRIDS_DIR) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+    """(runs that join cells, with the cell columns normalised; records left out, with ``why``;
+    damaged files as (path, reason), from the store's ``attrs["left_out"]``)."""
     from bench.store import load_records
 
     try:
-        runs = load_records(results_dir, grid)
-    except (OSError, ValueError) as err:
+        records = load_records(results_dir, grid, include_failed=True)
+        runs, left = split_runs(records, grid, grids_dir=grids_dir)
+    except (OSError, ValueError, BenchError) as err:
         raise ReportError(f"cannot read the records of grid {grid!r}: {err}") from None
     if runs.empty:
-        raise ReportError(f"no successful runs in {results_dir / grid}")
+        why = f": {len(left)} left out, e.g. {left['why'].iloc[0]}" if len(left) else ""
+        raise ReportError(f"no successful runs in {results_dir / grid}{why}")
     runs = runs.copy()
     for col, default in (("label", None), ("paper", None), ("protocol", None), ("noise_variant", None),
                          ("noise_seed", 0), ("seed", 0), ("metrics", None), ("realised_noise_rate", np.nan)):
@@ -119,7 +139,8 @@ def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
     runs["noise_rate"] = pd.to_numeric(runs["noise_rate"], errors="coerce").astype(float)
     # "" rather than None so that groupby keeps cells without a variant together.
     runs["noise_variant"] = runs["noise_variant"].fillna("").astype(str)
-    return runs
+    runs.attrs = {}
+    return runs, left, list(records.attrs.get("left_out") or [])
 
 
 def grid_protocol(runs: pd.DataFrame) -> str:
@@ -147,84 +168,212 @@ def _first(values: pd.Series) -> object:
     return values.iloc[0] if not values.empty else None
 
 
+def paper_run_count(prow: pd.Series, settings: Settings) -> tuple[float, bool, str]:
+    """(n_p used, whether it is assumed, the std's basis) for a paper row.
+
+    A std over epochs (``std_over: epochs``) is the wobble of one run's last epochs, not the
+    spread of the paper's runs: it is not an SE, so the paper's mean is taken as exact (n_p inf)
+    and the row says so. A std without a run count uses the paper's default run count
+    (``Settings.paper_runs``, else ``default_paper_runs``) and the verdict is marked as assuming it.
+    """
+    over = str(prow.get("std_over") or "unknown").strip() or "unknown"
+    if not np.isfinite(prow["std"]):
+        return math.inf, False, "no std"
+    if over == "epochs":
+        return math.inf, False, over
+    if np.isfinite(prow["n_runs"]):
+        return float(prow["n_runs"]), False, over
+    return float(settings.paper_runs.get(str(prow["paper"]), settings.default_paper_runs)), True, over
+
+
+def family_size(papers: pd.DataFrame, prow: pd.Series) -> int:
+    """The number of numbers in the paper's table (one dataset, one protocol): the Holm family."""
+    same = (papers["paper"] == prow["paper"]) & (papers["table"] == prow["table"]) & \
+        (papers["dataset"] == prow["dataset"]) & (papers["protocol"] == prow["protocol"])
+    return int(same.sum())
+
+
+def draw_source(group: pd.DataFrame) -> str:
+    """``paper`` when a run's record says its noisy labels are the official code's own draw, else
+    ``suite``: a field the report does not know is not taken as the paper's draw."""
+    for col in ("noise_source", "noise_sampler", "noise_draw"):
+        if col in group and group[col].astype(str).str.lower().isin(["official", "paper"]).all():
+            return "paper"
+    variant = group["noise_variant"].astype(str).str.lower()
+    return "paper" if variant.str.contains("official").all() and len(group) else "suite"
+
+
+def draw_note(design: str, source: str, n_draws: int) -> str:
+    """What a cell's interval is conditional on, in words."""
+    if design == stats.ONE_DRAW:
+        return ("one draw, the paper's own: the interval is conditional on it, as the paper's number is"
+                if source == "paper" else "one draw, not the paper's: the interval is conditional on it")
+    if design == stats.CROSSED:
+        return f"{n_draws} draws crossed with seeds: the SE separates draw and training variance"
+    return "a draw per run: the interval covers the draw's variance"
+
+
+def _cell_row(key: tuple, group: pd.DataFrame, settings: Settings, rng: np.random.Generator) -> tuple[dict, stats.CellEstimate]:
+    dataset, noise_type, noise_rate, variant, label = key
+    group = group[group["acc"].notna()]
+    x = group["acc"].to_numpy(dtype=float)
+    # a record without its noise_seed counts as sharing one unknown draw: never as its own draw
+    draws = group["noise_seed"].astype(object).where(group["noise_seed"].notna(), "unknown")
+    est = stats.estimate_cell(x, list(draws))
+    desc = stats.describe(x, confidence=settings.confidence, n_boot=settings.n_boot, rng=rng)
+    ci_low, ci_high = est.interval(settings.confidence) if est.n >= 2 else (math.nan, math.nan)
+    source = draw_source(group)
+    row = {"grid": group["grid"].iloc[0] if len(group) else None, "dataset": dataset, "noise_type": noise_type,
+           "noise_rate": noise_rate, "noise_variant": variant, "method": str(group["method"].iloc[0]) if len(group) else None,
+           "label": label, "protocol": settings.protocol,
+           **{k: v for k, v in desc.as_dict().items() if k != "note"}, "mean": est.mean if est.n else math.nan,
+           "ci_low": ci_low, "ci_high": ci_high, "design": est.design, "n_draws": est.n_draws,
+           "draw_source": source, "draw_note": draw_note(est.design, source, est.n_draws),
+           "se": est.se, "df": est.df, "s2_draw": est.s2_draw, "s2_train": est.s2_train,
+           "realised_noise_rate": float(pd.to_numeric(group["realised_noise_rate"], errors="coerce").mean()),
+           "paper": _first(group["paper"]), "note": desc.note}
+    return row, est
+
+
+def paper_draw_var(est: stats.CellEstimate) -> float:
+    """The variance the paper's own noise draw adds to Δ, where the cell can estimate it.
+
+    A crossed cell's draws are the suite's, not the paper's, and the paper's mean sits on one
+    draw of its own: Δ's variance gains σ²_draw. Elsewhere σ²_draw is not separable from the
+    training variance and nothing is added (a one-draw cell says its interval is conditional)."""
+    return float(est.s2_draw) if est.design == stats.CROSSED and np.isfinite(est.s2_draw) else 0.0
+
+
+PAPER_COLUMNS = {"paper_table": None, "paper_mean": np.nan, "paper_std": np.nan, "paper_n": np.nan,
+                 "paper_n_used": np.nan, "paper_n_assumed": False, "std_over": None, "provenance": None,
+                 "family_size": np.nan, "test": None, "diff": np.nan, "diff_se": np.nan, "diff_df": np.nan,
+                 "ci90_low": np.nan, "ci90_high": np.nan, "bound": np.nan, "p_within": np.nan,
+                 "p_value": np.nan, "p_holm": np.nan, "p_tost": np.nan, "p_tost_holm": np.nan,
+                 "attainable": None, "verdict": "", "verdict_text": "", "provisional": False,
+                 "robust": None, "verdicts_by_np": "", "seeds_needed": np.nan, "seeds_needed_at": np.nan,
+                 "delta_planned": np.nan}
+ROBUST_NP = (2.0, 5.0, math.inf)  # the paper run counts a verdict that assumes one is checked at
+
+
 def summarise(runs: pd.DataFrame, papers: pd.DataFrame, settings: Settings, *, rng: np.random.Generator) -> pd.DataFrame:
     """One row per (cell, label): description, the paper's number and the test against it.
 
-    Tests are Holm-adjusted across each dataset's table; the verdict uses the adjusted p-values.
+    Tests are Holm-adjusted within each paper table (all of its numbers count, tested here or
+    not); the verdict uses the adjusted p-values. Where the paper's run count is assumed, the
+    verdict is also computed at n_p = 2, 5 and inf, and ``robust`` says whether all agree.
     """
-    rows, tests = [], []
+    rows, cases = [], []
     for key, group in runs.groupby(CELL + ["label"], dropna=False, sort=True):
-        dataset, noise_type, noise_rate, variant, label = key
-        x = group["acc"].dropna().to_numpy(dtype=float)
-        desc = stats.describe(x, confidence=settings.confidence, n_boot=settings.n_boot, rng=rng)
-        method, paper = str(group["method"].iloc[0]), _first(group["paper"])
-        prow = lookup(papers, paper=paper, dataset=dataset, noise_type=noise_type, noise_rate=noise_rate,
-                      method=method, protocol=settings.protocol) if paper else None
-        row = {"grid": group["grid"].iloc[0], "dataset": dataset, "noise_type": noise_type,
-               "noise_rate": noise_rate, "noise_variant": variant, "method": method, "label": label,
-               "protocol": settings.protocol, **{k: v for k, v in desc.as_dict().items() if k != "note"},
-               "realised_noise_rate": float(pd.to_numeric(group["realised_noise_rate"], errors="coerce").mean()),
-               "paper": paper, "paper_table": None, "paper_mean": np.nan, "paper_std": np.nan,
-               "paper_n": np.nan, "provenance": None, "diff": np.nan, "test": None, "p_value": np.nan,
-               "p_holm": np.nan, "p_tost": np.nan, "p_tost_holm": np.nan,
-               "verdict": stats.TOO_FEW if desc.n < 2 else "", "seeds_needed": np.nan, "note": desc.note}
-        test = None
+        row, est = _cell_row(key, group, settings, rng)
+        row.update(PAPER_COLUMNS)
+        if est.n < 2:
+            row["verdict"] = row["verdict_text"] = stats.TOO_FEW
+        prow = lookup(papers, paper=row["paper"], dataset=key[0], noise_type=key[1], noise_rate=key[2],
+                      method=row["method"], protocol=settings.protocol) if row["paper"] else None
+        case = None
         if prow is not None:
+            n_used, assumed, over = paper_run_count(prow, settings)
+            fam = max(family_size(papers, prow), 1)
             row.update(paper_table=prow["table"], paper_mean=prow["mean"], paper_std=prow["std"],
-                       paper_n=prow["n_runs"], provenance=prow["provenance"])
-            test = stats.test_against_paper(x, paper_mean=prow["mean"], paper_std=prow["std"],
-                                            paper_n=prow["n_runs"], margin=settings.margin, alpha=settings.alpha)
-            row.update(diff=test.diff, test=test.test, p_value=test.p_value, p_tost=test.p_tost,
-                       verdict=test.verdict, seeds_needed=test.seeds_needed)
+                       paper_n=prow["n_runs"], paper_n_used=n_used, paper_n_assumed=assumed, std_over=over,
+                       provenance=prow["provenance"], family_size=fam,
+                       provisional=prow["provenance"] == "recalled")
+            scenarios = {n_used: None, **({n: None for n in ROBUST_NP} if assumed else {})}
+            for n_p in scenarios:
+                scenarios[n_p] = stats.compare_to_paper(
+                    est, paper_mean=prow["mean"], paper_std=prow["std"], paper_n=n_p, margin=settings.margin,
+                    alpha=settings.alpha, family_size=fam, draw_var=paper_draw_var(est))
+            case = ((prow["paper"], prow["table"], key[0]), fam, n_used, scenarios)
         rows.append(row)
-        tests.append(test)
+        cases.append(case)
     summary = pd.DataFrame(rows)
-    for _, idx in summary.groupby("dataset").groups.items():
-        tested = [i for i in idx if tests[i] is not None]
-        for i, adj in zip(tested, stats.apply_holm([tests[i] for i in tested], alpha=settings.alpha)):
-            summary.loc[i, ["p_holm", "p_tost_holm", "verdict", "seeds_needed"]] = [
-                adj["p_holm"], adj["p_tost_holm"], adj["verdict"], adj["seeds_needed"]]
+    _adjust(summary, cases, settings)
     return summary
+
+
+def _adjust(summary: pd.DataFrame, cases: list, settings: Settings) -> None:
+    """Holm within each paper table: once with every row's own n_p, and once per n_p of
+    ``ROBUST_NP`` with the rows whose n_p is assumed set to it (the others keep theirs)."""
+    families: dict = {}
+    for i, case in enumerate(cases):
+        if case is not None:
+            families.setdefault(case[0], []).append(i)
+    for members in families.values():
+        fam = cases[members[0]][1]
+
+        def adjusted(n_p: float | None) -> list[dict]:
+            tests = [cases[i][3].get(n_p, cases[i][3][cases[i][2]]) for i in members]
+            return stats.apply_holm(tests, alpha=settings.alpha, family_size=fam)
+
+        main = adjusted(None)
+        robust = {n_p: adjusted(n_p) for n_p in ROBUST_NP}
+        for pos, i in enumerate(members):
+            kinds = {n_p: rows[pos]["verdict"] for n_p, rows in robust.items()} if summary.at[i, "paper_n_assumed"] else {}
+            _fill(summary, i, cases[i][3][cases[i][2]], main[pos], kinds)
+
+
+def _fill(summary: pd.DataFrame, i: int, test: stats.PaperTest, adj: dict, kinds: dict) -> None:
+    values = {"test": test.test, "diff": test.diff, "diff_se": test.se, "diff_df": test.df,
+              "ci90_low": test.ci90_low, "ci90_high": test.ci90_high, "bound": test.bound,
+              "p_within": test.p_within, "p_value": test.p_value, "p_tost": test.p_tost,
+              "p_holm": adj["p_holm"], "p_tost_holm": adj["p_tost_holm"], "attainable": test.attainable,
+              "verdict": adj["verdict"], "verdict_text": stats.verdict_text(adj["verdict"], test.diff),
+              "seeds_needed": test.seeds_needed, "seeds_needed_at": test.seeds_needed_at,
+              "delta_planned": test.delta_planned}
+    if summary.at[i, "paper_n_assumed"] and kinds:
+        values["robust"] = len(set(kinds.values())) == 1
+        values["verdicts_by_np"] = "; ".join(f"{_np_text(n)}: {v}" for n, v in kinds.items())
+    for col, value in values.items():
+        summary.at[i, col] = value
+
+
+def _np_text(n_p: float) -> str:
+    return "∞" if math.isinf(n_p) else f"{n_p:g}"
 
 
 def _by_seed(group: pd.DataFrame) -> pd.Series:
     # A rerun of the same (seed, noise_seed) is averaged so that pairs stay one-to-one.
-    return group.groupby(["seed", "noise_seed"])["acc"].mean().dropna()
+    return group.assign(noise_seed=group["noise_seed"].astype(object).where(group["noise_seed"].notna(), "unknown")) \
+        .groupby(["seed", "noise_seed"])["acc"].mean().dropna()
 
 
-def pairwise(runs: pd.DataFrame, settings: Settings, *, rng: np.random.Generator) -> pd.DataFrame:
-    """Every pair of labels within each cell, paired by (seed, noise_seed); Holm within a cell."""
+def pairwise(runs: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Every pair of labels within each cell, paired by (seed, noise_seed); Holm within a cell.
+
+    ``sign_shown`` marks the cells where the exact Wilcoxon test cannot reach the Holm level of
+    its smallest p (its minimum attainable p exceeds alpha / m): the sign count is shown instead.
+    """
     out = []
     for cell, group in runs.groupby(CELL, dropna=False, sort=True):
         per_label = {label: _by_seed(g) for label, g in group.groupby("label", sort=True)}
         rows = []
         for a, b in itertools.combinations(sorted(per_label), 2):
-            joined = pd.concat([per_label[a], per_label[b]], axis=1, join="inner").to_numpy()
-            res = stats.paired_comparison(joined[:, 0], joined[:, 1], confidence=settings.confidence,
-                                          n_boot=settings.n_boot, rng=rng)
+            joined = pd.concat([per_label[a], per_label[b]], axis=1, join="inner")
+            draws = list(joined.index.get_level_values("noise_seed"))
+            res = stats.paired_comparison(joined.iloc[:, 0].to_numpy(), joined.iloc[:, 1].to_numpy(),
+                                          confidence=settings.confidence, draws=draws)
             rows.append({**dict(zip(CELL, cell)), "a": a, "b": b, **res.as_dict()})
         if not rows:
             continue
         frame = pd.DataFrame(rows)
         frame["p_t_holm"] = stats.holm(frame["p_t"])
         frame["p_wilcoxon_holm"] = stats.holm(frame["p_wilcoxon"])
+        frame["sign_shown"] = frame["p_wilcoxon_min"] > settings.alpha / len(frame)
         out.append(frame)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
 @dataclass
 class Across:
-    """Friedman / ranks / CD over cells where every label ran, and IQM per dataset."""
+    """Friedman / Iman-Davenport / ranks / CD over the cells where every label ran."""
 
     labels: list[str]
     n_cells: int
     friedman: stats.FriedmanResult | None
-    iqm: pd.DataFrame
     note: str
 
 
-def across_cells(runs: pd.DataFrame, summary: pd.DataFrame, settings: Settings, *,
-                 rng: np.random.Generator) -> Across:
+def across_cells(summary: pd.DataFrame, settings: Settings) -> Across:
     # A string key per cell: NaN rates (real-world noise) would otherwise vanish from the index.
     keyed = summary.assign(cell=["|".join(map(str, key)) for key in summary[CELL].itertuples(index=False)])
     matrix = keyed.pivot(index="cell", columns="label", values="mean")
@@ -235,14 +384,7 @@ def across_cells(runs: pd.DataFrame, summary: pd.DataFrame, settings: Settings, 
     labels = [str(c) for c in complete.columns]
     result = stats.friedman(complete.to_numpy(), alpha=settings.alpha) \
         if len(labels) >= 2 and len(complete) >= 1 else None
-    iqm_rows = []
-    for (dataset, label), group in runs.groupby(["dataset", "label"], sort=True):
-        per_cell = [g["acc"].dropna().to_numpy() for _, g in group.groupby(CELL[1:], dropna=False)]
-        value, low, high = stats.iqm_interval(per_cell, confidence=settings.confidence,
-                                              n_boot=settings.n_boot, rng=rng)
-        iqm_rows.append({"dataset": dataset, "label": label, "cells": len(per_cell),
-                         "runs": int(sum(len(c) for c in per_cell)), "iqm": value, "low": low, "high": high})
-    return Across(labels, len(complete), result, pd.DataFrame(iqm_rows), note)
+    return Across(labels, len(complete), result, note)
 
 
 def _per_class_counts(metrics: object) -> tuple[list, list]:
@@ -382,6 +524,12 @@ def _paper(row: pd.Series) -> str:
     return f"{_f(row['paper_mean'])}{std} ({row['provenance']})"
 
 
+def _p_eq(p: object) -> str:
+    """A p-value after its relation: "= 0.003", "< 0.001"."""
+    text = _p(p)
+    return f"< {text[1:]}" if text.startswith("<") else f"= {text}"
+
+
 def _table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True)
 
@@ -421,6 +569,7 @@ def _collapse_section(found: pd.DataFrame) -> list[str]:
         "runs": [f"{k} of {n}" for k, n in zip(hits["n_collapsed"], hits["n"])],
         "seed (at chance from epoch)": ["; ".join(f"{s} ({e})" if e is not None else f"{s}" for s, e in zip(seeds, start))
                                         for seeds, start in zip(hits["seeds"], hits["from_epoch"])],
+        "collapse rate [95% CP]": [_rate(k, n) for k, n in zip(hits["n_collapsed"], hits["n"])],
         "accuracy, these runs": hits["acc_collapsed"].map(_f),
         "accuracy, the others": hits["acc_others"].map(_f),
         "median, all runs": hits["median"].map(_f),
@@ -429,7 +578,116 @@ def _collapse_section(found: pd.DataFrame) -> list[str]:
             f"Runs whose accuracy is at most {CHANCE_FACTOR:g} times chance (100/C %): training collapsed and "
             f"the networks do no better than a guess. Such a run is a failure of the method on that seed, not "
             f"spread around the mean; it pulls the cell's mean down and widens its t-interval, past [0, 100] "
-            f"with few seeds (the BCa interval stays inside).", "", _table(shown), ""]
+            f"with few seeds. Such a cell is bimodal: read its collapse rate (with a Clopper-Pearson interval) "
+            f"beside the mean of the runs that did not collapse.", "", _table(shown), ""]
+
+
+def _rate(k: int, n: int) -> str:
+    low, high = stats.clopper_pearson(int(k), int(n))
+    return f"{int(k)}/{int(n)} [{low:.2f}, {high:.2f}]"
+
+
+def _verdict_cell(row: pd.Series) -> str:
+    text = row["verdict_text"] or row["verdict"]
+    if text in ("", stats.TOO_FEW):
+        return text
+    if row["paper_n_assumed"] and row["robust"] is False:
+        text += f" · assumes n_p = {_np_text(row['paper_n_used'])}"
+    if row["provisional"]:
+        text += " · provisional"
+    return text
+
+
+def _test_cell(row: pd.Series) -> str:
+    if not row["test"] or row["test"] == "none":
+        return ""
+    n_p = row["paper_n_used"]
+    if row["std_over"] == "epochs":
+        return f"{row['test']} (paper std over epochs: not an SE)"
+    if not np.isfinite(row["paper_std"]):
+        return f"{row['test']} (no paper std)"
+    return f"{row['test']}, n_p = {_np_text(n_p)}" + (" (assumed)" if row["paper_n_assumed"] else "")
+
+
+def _robust_cell(row: pd.Series) -> str:
+    if row["robust"] is None or (isinstance(row["robust"], float) and math.isnan(row["robust"])):
+        return ""
+    return "robust" if row["robust"] else row["verdicts_by_np"]
+
+
+def _seeds_cell(row: pd.Series) -> str:
+    if row["verdict"] != stats.INCONCLUSIVE:
+        return ""
+    counts = (row["seeds_needed"], row["seeds_needed_at"])
+    if row["attainable"] is False or all(math.isinf(v) for v in counts):
+        return "not attainable"
+    return " / ".join("not attainable" if math.isinf(v) else _f(v, 0) for v in counts)
+
+
+def _against_table(data: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    m = f"{settings.margin:g}"
+    against = pd.DataFrame({
+        "setting": data["setting"], "method": data["label"], "ours [95% CI] (runs)": data.apply(_ours, axis=1),
+        "BCa 95%": [f"[{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else "" for lo, hi in zip(data["boot_low"], data["boot_high"])],
+        "realised noise": data["realised_noise_rate"].map(lambda v: _f(v, 3)),
+        "paper": data.apply(_paper, axis=1), "test": data.apply(_test_cell, axis=1),
+        "Δ [90% CI]": [f"{_f(d)} [{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else _f(d)
+                       for d, lo, hi in zip(data["diff"], data["ci90_low"], data["ci90_high"])],
+        "equivalent within": data["bound"].map(lambda b: f"±{_f(b)}" if np.isfinite(b) else ""),
+        f"P(|δ| < {m})": data["p_within"].map(_f),
+        "p (Holm)": data["p_holm"].map(_p), "TOST p (Holm)": data["p_tost_holm"].map(_p),
+        "verdict": data.apply(_verdict_cell, axis=1),
+        "n_p = 2 / 5 / ∞": data.apply(_robust_cell, axis=1),
+        f"seeds for equivalence (δ = 0 / {settings.margin / 2:g})": data.apply(_seeds_cell, axis=1),
+    })
+    drop = [c for c in ("BCa 95%", "n_p = 2 / 5 / ∞") if not against[c].astype(bool).any()]
+    return against.drop(columns=drop)
+
+
+def _design_lines(data: pd.DataFrame) -> list[str]:
+    """What each cell's interval is conditional on, and the variance decomposition of crossed cells."""
+    notes = data.drop_duplicates("draw_note")["draw_note"].tolist()
+    if len(notes) == 1:
+        lines = [f"Noise draws: {notes[0]}.", ""]
+    else:  # designs differ between cells: say which cell is which
+        lines = ["Noise draws:", ""] + [f"- {note}: " + ", ".join(f"{s} {m}" for s, m in zip(g["setting"], g["label"]))
+                                        for note, g in data.groupby("draw_note", sort=False)] + [""]
+    crossed = data[data["design"] == stats.CROSSED]
+    if not crossed.empty:
+        shown = pd.DataFrame({
+            "setting": crossed["setting"], "method": crossed["label"], "draws x runs": [
+                f"{j} x {n}" for j, n in zip(crossed["n_draws"], crossed["n"])],
+            "σ²_draw": crossed["s2_draw"].map(lambda v: _f(v, 3)), "σ²_train": crossed["s2_train"].map(lambda v: _f(v, 3)),
+            "SE of the mean": crossed["se"].map(lambda v: _f(v, 3)), "df (Satterthwaite)": crossed["df"].map(lambda v: _f(v, 1)),
+        })
+        lines += ["Crossed cells (J draws x I seeds; one-way random-effects ANOVA, method of moments; "
+                  "SE² = σ²_draw/J + σ²_train/(IJ)):", "", _table(shown), ""]
+    return lines
+
+
+def _pairs_table(group: pd.DataFrame) -> pd.DataFrame:
+    sign = group["sign_shown"].all()
+    shown = pd.DataFrame({
+        "a": group["a"], "b": group["b"], "pairs": group["n"].astype(str),
+        "mean a − b [95% CI]": [f"{_f(d)} [{_f(lo)}, {_f(hi)}]" if n >= 2 else f"{_f(d)} {DAGGER}"
+                                for d, lo, hi, n in zip(group["mean_diff"], group["ci_low"], group["ci_high"], group["n"])],
+        "t-test p (Holm)": group["p_t_holm"].map(_p),
+    })
+    if sign:
+        shown["sign count (exact p)"] = [f"a > b in {w} of {n} seeds ({_p(p)})"
+                                         for w, n, p in zip(group["wins"], group["n"], group["p_sign"])]
+    else:
+        shown["Wilcoxon p (Holm)"] = group["p_wilcoxon_holm"].map(_p)
+    shown["P(a > b) paired [95% CP]"] = [f"{_f(r)} [{_f(lo)}, {_f(hi)}]" if np.isfinite(r) else ""
+                                         for r, lo, hi in zip(group["win_rate"], group["win_low"], group["win_high"])]
+    return shown
+
+
+PAIRS_TEXT = ("The mean difference, its interval and the t-test pair the runs of a and b by (seed, noise draw). "
+              "Where the exact Wilcoxon test cannot reach the Holm level at this many pairs (its smallest p, "
+              "2/2^n, is 0.0625 at n = 5), the sign count is shown instead, with its unadjusted exact p (which "
+              "cannot go below the same 2/2^n: a count to read, not a test that could reject). P(a > b) is the "
+              "paired win rate (ties count one half) with a Clopper-Pearson interval.")
 
 
 def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, settings: Settings,
@@ -440,44 +698,25 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
     settings_order = list(dict.fromkeys(data["setting"]))
     matrix = data.assign(cell=data.apply(_ours, axis=1)).pivot(index="label", columns="setting", values="cell")
     matrix = matrix.reindex(columns=settings_order).fillna("").reset_index().rename(columns={"label": "method"})
-    lines = [f"## {dataset}", "", "Mean test accuracy (%) [95% t-interval over seeds] (runs):", "", _table(matrix), ""]
-    against = pd.DataFrame({
-        "setting": data["setting"], "method": data["label"],
-        "ours [95% CI]": data.apply(_ours, axis=1),
-        "BCa 95%": [f"[{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else "" for lo, hi in zip(data["boot_low"], data["boot_high"])],
-        "realised noise": data["realised_noise_rate"].map(lambda v: _f(v, 3)),
-        "paper": data.apply(_paper, axis=1), "Δ": data["diff"].map(_f),
-        "p (Holm)": data["p_holm"].map(_p), "TOST p (Holm)": data["p_tost_holm"].map(_p),
-        "verdict": data["verdict"],
-        "seeds for equivalence": [_f(s, 0) if v == stats.INCONCLUSIVE else "" for s, v in zip(data["seeds_needed"], data["verdict"])],
-    })
+    lines = [f"## {dataset}", "", "Mean test accuracy (%) [95% t-interval] (runs):", "", _table(matrix), ""]
+    lines += _design_lines(data)
+    against = _against_table(data, settings)
     if not data["paper_mean"].notna().any():  # no paper number here: keep our own columns
-        against = against.drop(columns=["paper", "Δ", "p (Holm)", "TOST p (Holm)", "verdict",
-                                        "seeds for equivalence"])
+        against = against[[c for c in against.columns if c in ("setting", "method", "ours [95% CI] (runs)",
+                                                               "BCa 95%", "realised noise")]]
         lines += ["### Intervals (no paper number for this table)", "", _table(against), ""]
     else:
         lines += ["### Against the paper", "", _table(against), ""]
+        lines += _attainable_lines(data, settings)
     if drops is not None:
         lines += _drops_section(drops[drops["dataset"] == dataset])
     if collapsed is not None:
         lines += _collapse_section(collapsed[collapsed["dataset"] == dataset])
     cell_pairs = pairs[pairs["dataset"] == dataset] if not pairs.empty else pairs
     if not cell_pairs.empty:
-        lines += ["### Methods compared within each cell (paired by seed)", "",
-                  "The mean difference, its interval, the t-test and the Wilcoxon test pair the runs of a and b "
-                  "by seed; P(a > b) does not: it is the share of all (run of a, run of b) pairs in which a "
-                  "scores higher (the probability of improvement, ties counting one half), with a percentile "
-                  "bootstrap interval.", ""]
+        lines += ["### Methods compared within each cell (paired by seed)", "", PAIRS_TEXT, ""]
         for cell, group in cell_pairs.groupby(CELL[1:], dropna=False, sort=True):
-            shown = pd.DataFrame({
-                "a": group["a"], "b": group["b"], "pairs": group["n"].astype(str),
-                "mean a − b [95% CI]": [f"{_f(d)} [{_f(lo)}, {_f(hi)}]" if n >= 2 else f"{_f(d)} {DAGGER}"
-                                        for d, lo, hi, n in zip(group["mean_diff"], group["ci_low"], group["ci_high"], group["n"])],
-                "t-test p (Holm)": group["p_t_holm"].map(_p), "Wilcoxon p (Holm)": group["p_wilcoxon_holm"].map(_p),
-                "P(a > b) [95% CI]": [f"{_f(p)} [{_f(lo)}, {_f(hi)}]" if np.isfinite(lo) else _f(p)
-                                      for p, lo, hi in zip(group["prob_improvement"], group["poi_low"], group["poi_high"])],
-            })
-            lines += [f"**{setting_name(*cell)}**", "", _table(shown), ""]
+            lines += [f"**{setting_name(*cell)}**", "", _table(_pairs_table(group)), ""]
     curves = [(key[0], key[1:], path) for key, path in figures.items()
               if isinstance(key, tuple) and key[1] == dataset]
     if curves:
@@ -487,10 +726,21 @@ def _dataset_section(dataset: str, summary: pd.DataFrame, pairs: pd.DataFrame, s
     return lines
 
 
+def _attainable_lines(data: pd.DataFrame, settings: Settings) -> list[str]:
+    never = data[data["attainable"] == False]  # noqa: E712 (object column: None where untested)
+    if never.empty:
+        return []
+    cells = ", ".join(f"{s} {m}" for s, m in zip(never["setting"], never["label"]))
+    return [f"Equivalence within ±{settings.margin:g} is not attainable at any number of seeds for {cells}: "
+            f"at the Bonferroni level of the paper's table, the paper's own SE (std/sqrt(n_p), on n_p − 1 df) "
+            f"and the draw variance alone keep the TOST interval wider than the margin.", ""]
+
+
 def _tested_cd(fr: stats.FriedmanResult) -> float:
-    """The Nemenyi critical difference where the Friedman test ran, else NaN: without the omnibus
-    test the CD means nothing, so it is neither printed nor drawn."""
-    return fr.cd if np.isfinite(fr.statistic) else math.nan
+    """The Nemenyi critical difference where the Friedman test ran on enough cells, else NaN:
+    without the omnibus test, or with fewer than ``stats.MIN_CD_CELLS`` cells to rank on, the CD
+    means nothing, so it is neither printed nor drawn."""
+    return fr.cd if np.isfinite(fr.statistic) and fr.enough_cells else math.nan
 
 
 def _across_section(across: Across, settings: Settings, figures: dict) -> list[str]:
@@ -499,9 +749,14 @@ def _across_section(across: Across, settings: Settings, figures: dict) -> list[s
     if fr is None:
         lines += ["Fewer than two methods or no cell where every method ran: no ranking.", ""]
     else:
-        if np.isfinite(_tested_cd(fr)):
-            test = (f"Friedman χ² = {_f(fr.statistic)}, p = {_p(fr.p_value)}; {fr.n_cells} cells, {fr.k} methods; "
-                    f"Nemenyi critical difference (α = {settings.alpha:g}) = {_f(fr.cd)} ranks.")
+        if np.isfinite(fr.statistic):
+            test = (f"Friedman χ² = {_f(fr.statistic)}, p {_p_eq(fr.p_value)}; Iman-Davenport F({fr.df1:g}, "
+                    f"{fr.df2:g}) = {_f(fr.f_statistic)}, p {_p_eq(fr.f_p_value)}; {fr.n_cells} cells, {fr.k} methods.")
+            if np.isfinite(_tested_cd(fr)):
+                test += f" Nemenyi critical difference (α = {settings.alpha:g}) = {_f(fr.cd)} ranks."
+            else:
+                test += (f" No critical difference: {fr.n_cells} cells are too few to rank methods on "
+                         f"(at least {stats.MIN_CD_CELLS}); the ranks below describe these cells only.")
         else:
             test = f"Friedman test not run ({fr.note}); {fr.n_cells} cells, {fr.k} methods."
         lines += [test, ""]
@@ -509,12 +764,8 @@ def _across_section(across: Across, settings: Settings, figures: dict) -> list[s
         lines += [_table(ranks.iloc[np.argsort(fr.ranks)]), ""]
     if across.note:
         lines += [f"({across.note}.)", ""]
-    if not across.iqm.empty:
-        iqm = across.iqm.assign(**{"IQM [95% CI]": [f"{_f(v)} [{_f(lo)}, {_f(hi)}]" for v, lo, hi in
-                                                    zip(across.iqm["iqm"], across.iqm["low"], across.iqm["high"])]})
-        shown = iqm.pivot(index="label", columns="dataset", values="IQM [95% CI]").fillna("").reset_index()
-        lines += ["Interquartile mean of all runs per dataset (25% trimmed mean; stratified bootstrap "
-                  "interval resampling runs within each cell):", "", _table(shown.rename(columns={"label": "method"})), ""]
+    lines += ["No interquartile mean across cells: pooled raw accuracies weight cells by where their accuracy "
+              "lies, not by the method (it kept only two cells' runs for most methods).", ""]
     for key, title in (("accuracy_vs_noise", "Accuracy against noise rate"), ("cd_diagram", "Critical-difference diagram")):
         if key in figures:
             path = figures[key]
@@ -547,26 +798,45 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def header_text(settings: Settings) -> list[str]:
+    """What the intervals, tests and verdicts mean, in a few lines."""
+    m = f"{settings.margin:g}"
+    return [
+        "How to read it: a cell's 95% interval covers the training seeds, and the noise draw only where each "
+        "run has its own draw (or J draws are crossed with seeds); with one shared draw it is conditional on "
+        "that draw (the cell says whose). Δ = ours − paper; its 90% interval adds the paper's SE, std/sqrt(n_p), "
+        f"and, for crossed cells, σ²_draw for the paper's own single draw, with Satterthwaite df. Tests: Welch when the paper gives a std (n_p from the paper, else an assumed "
+        f"default run count, {settings.default_paper_runs}), one-sample when it gives none; equivalence by TOST "
+        f"within ±{m}; p-values Holm-adjusted over the paper's whole table.",
+        "",
+        f"Verdicts: **reproduced** (equivalent within ±{m}); **reproduced, reliably lower / higher by x** "
+        f"(equivalent and significantly different); **below** / **above** (different and not within the margin); "
+        f"**inconclusive** (neither); **{stats.TOO_FEW}** ({DAGGER}). Adjusting never turns a verdict into "
+        f"below/above that was within the margin before. *provisional*: against a recalled number (from memory "
+        f"of the literature, a lead only). Where n_p is assumed, the verdict at n_p = 2, 5 and ∞ is shown "
+        f"(robust when all agree). 'Equivalent within' is the smallest margin at which TOST passes; "
+        f"P(|δ| < {m}) is from a flat-prior t posterior with the same SE. Seeds for equivalence: design-based, "
+        f"at the Bonferroni level of the paper's table, a {stats.SIGMA_UCB:.0%} upper confidence bound for the "
+        f"per-run std and power {stats.POWER:g}.",
+        "",
+    ]
+
+
 def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across, settings: Settings,
            figures: dict, compute: str = "", drops: pd.DataFrame | None = None,
-           collapsed: pd.DataFrame | None = None) -> str:
+           collapsed: pd.DataFrame | None = None, left: Sequence[str] = ()) -> str:
     n_runs = int(summary["n"].sum())
     lines = [
         f"# Report: {grid}", "",
         f"{n_runs} runs, {summary[CELL].drop_duplicates().shape[0]} noise settings, "
         f"{summary['label'].nunique()} methods. Protocol `{settings.protocol}`: {PROTOCOL_TEXT[settings.protocol]}."
         + (f" {compute}" if compute else ""), "",
-        f"Against a paper's number: Welch's t-test when the paper gives std and run count, else a one-sample "
-        f"t-test; equivalence by two one-sided tests within ±{settings.margin:g} accuracy points; p-values "
-        f"Holm-adjusted across each dataset's table. Verdicts: **reproduced** (equivalent within the margin), "
-        f"**below** / **above** (significantly different), **inconclusive** (neither; the seeds column says how "
-        f"many seeds equivalence would need at the observed std), **{stats.TOO_FEW}** ({DAGGER}: one run, "
-        f"shown but never tested). A paper number's provenance is in brackets: verified, secondary (a source "
-        f"quoting the paper) or recalled (from memory of the literature, a lead only).", "",
+        *header_text(settings),
     ]
     for dataset in dict.fromkeys(summary["dataset"]):
         lines += _dataset_section(dataset, summary, pairs, settings, figures, drops, collapsed)
     lines += _across_section(across, settings, figures)
+    lines += list(left)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -602,19 +872,26 @@ def _draw(grid_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, across: Acr
 
 def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | None = None,
                  protocol: str | None = None, margin: float = 1.0, seed: int = 0, figures: bool = True,
-                 n_boot: int = 2000, papers: pd.DataFrame | None = None) -> list[Path]:
-    """Write the report of each grid (or of ``grid``); returns the markdown files written."""
+                 n_boot: int = 2000, papers: pd.DataFrame | None = None, grids_dir: str | Path = GRIDS_DIR,
+                 default_paper_runs: int = 5, paper_runs: Mapping[str, int] | None = None) -> list[Path]:
+    """Write the report of each grid (or of ``grid``); returns the markdown files written.
+
+    ``grids_dir`` holds the grid files records are checked against; ``default_paper_runs`` and
+    ``paper_runs`` (per paper key) are the run counts assumed where a paper gives a std but no n.
+    """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     papers = load_paper_numbers() if papers is None else papers
     written = []
     for name in find_grids(results_dir, grid):
-        runs = load_runs(results_dir, name)
-        settings = Settings(protocol=protocol or grid_protocol(runs), margin=margin, n_boot=n_boot, seed=seed)
+        runs, left_runs, damaged = load_grid_runs(results_dir, name, grids_dir=Path(grids_dir))
+        settings = Settings(protocol=protocol or grid_protocol(runs), margin=margin, n_boot=n_boot, seed=seed,
+                            default_paper_runs=default_paper_runs, paper_runs=dict(paper_runs or {}))
         runs = with_accuracy(runs, settings.protocol)
         rng = np.random.default_rng(seed)
         summary = summarise(runs, papers, settings, rng=rng)
-        pairs = pairwise(runs, settings, rng=rng)
-        across = across_cells(runs, summary, settings, rng=rng)
+        pairs = pairwise(runs, settings)
+        across = across_cells(summary, settings)
+        left = left_out_lines(left_runs, damaged)
         grid_dir = out_dir / name
         grid_dir.mkdir(parents=True, exist_ok=True)
         if figures:  # figures of an earlier report that this one would not draw must not linger
@@ -627,8 +904,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
         drops.to_csv(grid_dir / "class_drops.csv", index=False)
         collapsed = collapses(runs)
         collapsed.to_csv(grid_dir / "collapses.csv", index=False)
-        md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs), drops, collapsed),
-                      encoding="utf-8")
+        md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs), drops, collapsed,
+                             left), encoding="utf-8")
         written.append(md)
     return written
 
@@ -644,7 +921,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--no-figures", action="store_true", help="write no PNG files")
+    p.add_argument("--default-paper-runs", type=_at_least_two, default=5,
+                   help="run count assumed where a paper gives a std but no n (default 5)")
     return p
+
+
+def _at_least_two(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a paper's run count must be at least 2, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -652,7 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         written = build_report(args.results, args.out, grid=args.grid, protocol=args.protocol,
                                margin=args.margin, seed=args.seed, figures=not args.no_figures,
-                               n_boot=args.n_boot)
+                               n_boot=args.n_boot, default_paper_runs=args.default_paper_runs)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -20,47 +20,35 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 # Imported here, not lazily inside statsmodels: its import installs an "always" filter for
 # ConvergenceWarning that would otherwise override the local ignore in seeds_needed.
 from statsmodels.tools import sm_exceptions as _sm_exceptions  # noqa: F401
 
 __all__ = [
-    "Description",
-    "PaperTest",
-    "PairedComparison",
-    "FriedmanResult",
-    "VERDICTS",
-    "NEMENYI_Q05",
-    "describe",
-    "t_interval",
-    "test_against_paper",
-    "verdict",
-    "holm",
-    "apply_holm",
-    "paired_comparison",
-    "probability_of_improvement",
-    "average_ranks",
-    "friedman",
-    "nemenyi_q",
-    "critical_difference",
-    "iqm",
-    "iqm_interval",
-    "seeds_needed",
+    "Description", "CellEstimate", "PaperTest", "PairedComparison", "FriedmanResult",
+    "VERDICTS", "DESIGNS", "NEMENYI_Q05", "MIN_BOOT_N", "MIN_CD_CELLS",
+    "describe", "t_interval", "estimate_cell", "estimate_from_summary", "satterthwaite_df",
+    "compare_to_paper", "test_against_paper", "paper_se", "verdict", "verdict_text", "holm", "apply_holm",
+    "tost_power", "seeds_for_equivalence", "paired_comparison", "probability_of_improvement",
+    "clopper_pearson", "sign_test", "average_ranks", "friedman", "iman_davenport", "nemenyi_q",
+    "critical_difference", "iqm", "iqm_interval", "seeds_needed",
 ]
 
-REPRODUCED = "reproduced"
-BELOW = "below"
-ABOVE = "above"
-INCONCLUSIVE = "inconclusive"
-TOO_FEW = "too few runs"
-NO_PAPER = "no paper number"
-VERDICTS = (REPRODUCED, BELOW, ABOVE, INCONCLUSIVE, TOO_FEW, NO_PAPER)
+MIN_BOOT_N = 10  # fewest runs for a bootstrap interval
+MIN_CD_CELLS = 10  # fewest cells to rank methods on (Demšar 2006: N > 10 for the Friedman approximation)
 
 # Demšar (2006), Table 5(a): studentised range q_0.05 / sqrt(2) for k = 2..10 classifiers.
 NEMENYI_Q05 = {2: 1.960, 3: 2.344, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
+
+
+class _AsDict:
+    """``as_dict()`` for the result dataclasses below."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
 
 
 def _as_1d(x: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -80,7 +68,7 @@ def _std(x: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class Description:
+class Description(_AsDict):
     """Summary of the runs of one method in one cell."""
 
     n: int
@@ -92,9 +80,6 @@ class Description:
     boot_high: float
     boot_method: str
     note: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def t_interval(x: Sequence[float] | np.ndarray, *, confidence: float = 0.95) -> tuple[float, float]:
@@ -137,9 +122,10 @@ def describe(
 ) -> Description:
     """n, mean, std (ddof=1), t-interval and BCa bootstrap interval of ``x`` ``(n_seeds,)``.
 
-    BCa needs at least three distinct values to estimate its acceleration; with n = 2 or all
-    values equal the percentile interval is used instead, and with n < 2 both intervals are NaN.
-    ``note`` says which fallback was taken.
+    No bootstrap interval below ``MIN_BOOT_N`` runs: at n = 5 the BCa interval is about 0.6 times
+    the t-interval and covers about 85% at a nominal 95% (73% at n = 3), so it would only look
+    precise. With all values equal it is degenerate, and with n < 2 both intervals are NaN.
+    ``note`` says which case was taken.
     """
     x = _as_1d(x)
     n = int(x.size)
@@ -151,13 +137,14 @@ def describe(
     ci_low, ci_high = t_interval(x, confidence=confidence)
     if n < 2:
         return Description(n, mean, std, ci_low, ci_high, math.nan, math.nan, "none", "n<2: no interval")
+    if n < MIN_BOOT_N:
+        return Description(n, mean, std, ci_low, ci_high, math.nan, math.nan, "none",
+                           f"n<{MIN_BOOT_N}: no bootstrap interval (it undercovers at small n)")
     if np.all(x == x[0]):
         return Description(n, mean, std, ci_low, ci_high, mean, mean, "percentile",
                            "all values equal: BCa undefined, degenerate interval")
     note = ""
     method = "BCa"
-    if n < 3:
-        method, note = "percentile", "n<3: BCa undefined, percentile interval"
     low, high = _bootstrap_mean(x, confidence=confidence, n_boot=n_boot, rng=rng, method=method)
     if method == "BCa" and not (np.isfinite(low) and np.isfinite(high)):
         method, note = "percentile", "BCa failed: percentile interval"
@@ -166,59 +153,202 @@ def describe(
 
 
 # --------------------------------------------------------------------------------------------
+# The variance of a cell's mean: training seeds and noise draws
+# --------------------------------------------------------------------------------------------
+
+ONE_DRAW = "one draw"
+DRAW_PER_RUN = "a draw per run"
+CROSSED = "crossed"
+DESIGNS = (ONE_DRAW, DRAW_PER_RUN, CROSSED)
+
+
+@dataclass(frozen=True)
+class CellEstimate(_AsDict):
+    """The mean of one method's runs in one cell with the standard error its design implies.
+
+    ``design`` is how the runs relate to the noise draws: ``one draw`` (every run trained on the
+    same noisy labels: the interval is conditional on that draw), ``a draw per run`` (the spread
+    of the runs already holds the draw's variance) or ``crossed`` (J draws with several seeds
+    each: ``s2_draw`` and ``s2_train`` estimated by one-way random-effects ANOVA, method of
+    moments). ``se`` and ``df`` are what intervals and tests use.
+    """
+
+    n: int
+    n_draws: int
+    design: str
+    mean: float
+    std: float
+    se: float
+    df: float
+    s2_draw: float
+    s2_train: float
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """t-interval for the mean with the design's SE and df; NaNs when it has none."""
+        if not (np.isfinite(self.se) and np.isfinite(self.df)):
+            return math.nan, math.nan
+        half = float(sps.t.ppf(0.5 + confidence / 2, self.df)) * self.se
+        return self.mean - half, self.mean + half
+
+
+def satterthwaite_df(terms: Sequence[tuple[float, float]]) -> float:
+    """Satterthwaite df of a variance sum_k a_k, from (a_k, df_k) pairs (a_k = coefficient x mean square).
+
+    Terms with infinite df (known variances) add to the sum but not to the denominator.
+    """
+    total = sum(a for a, _ in terms)
+    denom = sum(a * a / d for a, d in terms if np.isfinite(d) and d > 0)
+    if total <= 0:
+        return math.nan
+    return math.inf if denom == 0 else total * total / denom
+
+
+def estimate_from_summary(mean: float, std: float, n: int, *, design: str = DRAW_PER_RUN) -> CellEstimate:
+    """A cell given by its mean, std (ddof=1) and run count, as a user's own runs are."""
+    n = int(n)
+    se = float(std) / math.sqrt(n) if n >= 2 and np.isfinite(std) else math.nan
+    df = float(n - 1) if n >= 2 else math.nan
+    s2 = float(std) ** 2 if n >= 2 else math.nan
+    return CellEstimate(n, 1 if design == ONE_DRAW else n, design, float(mean), float(std) if n >= 2 else math.nan,
+                        se, df, math.nan, s2)
+
+
+def estimate_cell(x: Sequence[float] | np.ndarray, draws: Sequence[object] | None = None) -> CellEstimate:
+    """The mean of runs ``x`` ``(n,)`` and its SE, from the noise draw of each run ``draws`` ``(n,)``.
+
+    * all runs on one draw (or ``draws`` None): SE = s/sqrt(n), df n - 1, conditional on the draw;
+    * every run on its own draw: the same arithmetic, now covering the draw's variance too;
+    * J >= 2 draws, some with several runs: the mean of the draws' means, with
+      SE^2 = s2_draw/J + s2_train·mean(1/I_j)/J from one-way ANOVA (method of moments) and
+      Satterthwaite df from the between- and within-draw mean squares (J - 1 when balanced). Pooling such runs as
+      independent would drop the draw's variance from the SE.
+    """
+    x = _as_1d(x)
+    n = int(x.size)
+    labels = np.zeros(n, dtype=int) if draws is None else pd_codes(draws)
+    if labels.size != n:
+        raise ValueError(f"{n} runs but {labels.size} draw labels")
+    n_draws = int(np.unique(labels).size) if n else 0
+    std = _std(x)
+    if n_draws <= 1 or n_draws == n:
+        design = ONE_DRAW if n_draws <= 1 else DRAW_PER_RUN
+        s = estimate_from_summary(float(x.mean()) if n else math.nan, std, n, design=design)
+        return CellEstimate(n, max(n_draws, 0), design, s.mean, s.std, s.se, s.df,
+                            math.nan, s.s2_train if design == ONE_DRAW else math.nan)
+    groups = [x[labels == g] for g in np.unique(labels)]
+    sizes = np.array([g.size for g in groups], dtype=float)
+    means = np.array([g.mean() for g in groups])
+    j = len(groups)
+    df_w = float(n - j)
+    ms_w = float(sum(((g - g.mean()) ** 2).sum() for g in groups) / df_w)
+    ms_b = float((sizes * (means - x.mean()) ** 2).sum() / (j - 1))
+    i0 = float((n - (sizes ** 2).sum() / n) / (j - 1))
+    c_w = float((1.0 / sizes).mean() / j)  # coefficient of s2_train in Var(mean of draw means)
+    # s2_draw enters the SE untruncated: the SE is then the between-draw mean square's, whose
+    # t-interval on J - 1 df is exact for a balanced design; truncating it at 0 would overcover
+    # (98% at sigma_draw = 0, J = 5, I = 2). The decomposition reports it truncated.
+    terms = [(ms_b / (i0 * j), float(j - 1)), (ms_w * (c_w - 1.0 / (i0 * j)), df_w)]
+    var = sum(a for a, _ in terms)
+    if var <= 0:  # an unbalanced design whose untruncated estimate went negative
+        terms = [(ms_w * c_w, df_w)]
+        var = ms_w * c_w
+    se = math.sqrt(max(var, 0.0))
+    df = satterthwaite_df([t for t in terms if t[0] != 0]) if se > 0 else float(j - 1)
+    return CellEstimate(n, j, CROSSED, float(means.mean()), std, se, df, max(0.0, (ms_b - ms_w) / i0), ms_w)
+
+
+def pd_codes(values: Sequence[object]) -> np.ndarray:
+    """Integer codes of arbitrary hashable labels, in order of first appearance."""
+    seen: dict = {}
+    return np.array([seen.setdefault(v, len(seen)) for v in values], dtype=int)
+
+
+# --------------------------------------------------------------------------------------------
 # Against a paper number
 # --------------------------------------------------------------------------------------------
 
 
+REPRODUCED = "reproduced"
+LOWER = "reproduced, reliably lower"
+HIGHER = "reproduced, reliably higher"
+BELOW = "below"
+ABOVE = "above"
+INCONCLUSIVE = "inconclusive"
+TOO_FEW = "too few runs"
+NO_PAPER = "no paper number"
+VERDICTS = (REPRODUCED, LOWER, HIGHER, BELOW, ABOVE, INCONCLUSIVE, TOO_FEW, NO_PAPER)
+SIGMA_UCB = 0.90  # one-sided confidence of the upper bound for sigma in the seed count
+POWER = 0.8
+
+
 @dataclass(frozen=True)
-class PaperTest:
+class PaperTest(_AsDict):
     """Our runs of one method in one cell against the number a paper reports.
 
-    ``p_value`` is the two-sided test of a difference, ``p_tost`` the equivalence test within
-    ``±margin``; ``verdict`` uses them unadjusted here and is recomputed by :func:`apply_holm`
-    with Holm-adjusted p-values across a table.
+    ``diff`` is ours - paper with ``se`` and ``df`` (Satterthwaite, over our SE, the paper's SE
+    std/sqrt(n_p) and a known draw variance); ``ci90`` its (1 - 2 alpha) interval, the one TOST
+    inverts; ``bound`` the smallest margin at which TOST passes (the farther end of ``ci90`` from
+    zero); ``p_within`` P(|delta| < margin) under a flat prior (a t posterior with ``se``, ``df``).
+    ``p_value`` tests delta = 0, ``p_tost`` equivalence within ``±margin``; ``verdict`` uses them
+    unadjusted here and is recomputed by :func:`apply_holm` across the paper's table.
+    ``attainable`` is False when the paper's SE and the draw variance alone keep TOST from passing
+    at any number of seeds; ``seeds_needed`` and ``seeds_needed_at`` are design-based seed counts
+    (at delta = 0 and at delta = ``delta_planned``), see :func:`seeds_for_equivalence`.
     """
 
     n: int
     mean: float
     std: float
+    design: str
     paper_mean: float
     paper_std: float
     paper_n: float
     test: str
     diff: float
-    statistic: float
+    se: float
     df: float
+    ci90_low: float
+    ci90_high: float
+    bound: float
+    p_within: float
+    statistic: float
     p_value: float
     p_tost: float
     margin: float
-    power: float
+    draw_var: float
+    attainable: bool
     verdict: str
     seeds_needed: float
+    seeds_needed_at: float
+    delta_planned: float
 
-    def as_dict(self) -> dict:
-        return asdict(self)
 
-
-def verdict(p_diff: float, p_tost: float, diff: float, *, alpha: float = 0.05) -> str:
+def verdict(p_diff: float, p_tost: float, diff: float, *, alpha: float = 0.05,
+            p_tost_raw: float | None = None) -> str:
     """The verdict from a difference p-value, an equivalence p-value and the signed difference.
 
-    Equivalence comes first: a difference smaller than the margin counts as reproduced even
-    when many seeds make it significant.
+    Equivalent and different: ``reproduced, reliably lower`` / ``higher``; equivalent only:
+    ``reproduced``; different and not equivalent: ``below`` / ``above``; else ``inconclusive``.
+    With adjusted p-values pass the unadjusted equivalence p as ``p_tost_raw``: a difference that
+    was within the margin before adjustment is never called ``below``/``above`` after it (an
+    adjustment only withdraws claims, so its verdict is the raw one or weaker).
     """
     if not (np.isfinite(p_diff) and np.isfinite(p_tost)):
         return TOO_FEW
-    if p_tost < alpha:
+    equivalent, different = p_tost < alpha, p_diff < alpha
+    raw_equivalent = equivalent if p_tost_raw is None else p_tost_raw < alpha
+    if equivalent and different:
+        return LOWER if diff < 0 else HIGHER
+    if equivalent:
         return REPRODUCED
-    if p_diff < alpha:
+    if different and not raw_equivalent:
         return BELOW if diff < 0 else ABOVE
     return INCONCLUSIVE
 
 
-def _welch_df(v1: float, n1: int, v2: float, n2: int) -> float:
-    """Welch-Satterthwaite degrees of freedom from variances ``v`` and sizes ``n``."""
-    a, b = v1 / n1, v2 / n2
-    return (a + b) ** 2 / (a**2 / (n1 - 1) + b**2 / (n2 - 1))
+def verdict_text(kind: str, diff: float) -> str:
+    """The verdict as printed: ``reproduced, reliably lower by 0.45``."""
+    return f"{kind} by {abs(diff):.2f}" if kind in (LOWER, HIGHER) else kind
 
 
 def _tests_from_se(diff: float, se: float, df: float, margin: float) -> tuple[float, float, float]:
@@ -235,99 +365,220 @@ def _tests_from_se(diff: float, se: float, df: float, margin: float) -> tuple[fl
     return float(t), p_diff, max(p_lower, p_upper)
 
 
-def test_against_paper(
-    x: Sequence[float] | np.ndarray,
+def _finite(v: float | None) -> float:
+    return math.nan if v is None or not np.isfinite(v) else float(v)
+
+
+def paper_se(paper_std: float | None, paper_n: float | None) -> tuple[float, float]:
+    """(SE, df) of a paper's mean from its std and run count; (0, inf) when either is unknown or
+    n is infinite: the paper's number is then taken as exact."""
+    std, n = _finite(paper_std), paper_n
+    if not np.isfinite(std) or n is None or not (n >= 2):
+        return 0.0, math.inf
+    if math.isinf(n):
+        return 0.0, math.inf
+    return std / math.sqrt(n), float(n - 1)
+
+
+def _combined(ours_se: float, ours_df: float, p_se: float, p_df: float, draw_var: float) -> tuple[float, float]:
+    terms = [(ours_se ** 2, ours_df), (p_se ** 2, p_df), (draw_var, math.inf)]
+    terms = [(a, d) for a, d in terms if a > 0]
+    var = sum(a for a, _ in terms)
+    if var == 0:
+        return 0.0, ours_df
+    return math.sqrt(var), satterthwaite_df(terms)
+
+
+def compare_to_paper(
+    ours: CellEstimate,
     *,
     paper_mean: float,
     paper_std: float | None = None,
     paper_n: float | None = None,
     margin: float = 1.0,
     alpha: float = 0.05,
-    power: float | None = 0.8,
+    draw_var: float = 0.0,
+    family_size: int = 1,
+    delta_planned: float | None = None,
 ) -> PaperTest:
-    """Test our runs ``x`` ``(n_seeds,)`` against a paper's mean (and std and run count).
+    """The verdict on our cell ``ours`` against a paper's mean, std and run count ``paper_n``.
 
-    * With the paper's std and n: Welch's t-test from summary statistics
-      (``scipy.stats.ttest_ind_from_stats``) and a Welch TOST.
-    * Otherwise the paper's number is taken as fixed: a one-sample t-test and TOST.
-    * n < 2 is never tested: verdict ``too few runs``.
-
-    ``seeds_needed`` (only for an inconclusive verdict, and not when ``power`` is None) is the
-    number of seeds at the observed std for the binding one-sided test of the TOST to reach
-    ``power`` if the true difference is the observed one; infinite when the observed difference
-    is outside the margin.
+    This is the one pure function behind every verdict (the report's and a user's own runs).
+    The difference ours - paper has variance se_ours^2 + paper_std^2/paper_n + ``draw_var``
+    (a known variance the caller adds, e.g. twice the draw variance when both means are
+    conditional on different draws), with Satterthwaite df; ``paper_n`` inf or a missing std
+    takes the paper's mean as exact. ``family_size`` is the size of the Holm family (the
+    paper's table) and sets the level of the seed counts (alpha / family_size, the strictest
+    Holm step). ``delta_planned`` (default margin / 2) is the second true difference at which
+    seeds are counted.
     """
-    x = _as_1d(x)
-    n = int(x.size)
-    mean = float(x.mean()) if n else math.nan
-    std = _std(x)
-    p_std = math.nan if paper_std is None or not np.isfinite(paper_std) else float(paper_std)
-    p_n = math.nan if paper_n is None or not np.isfinite(paper_n) else float(paper_n)
-    diff = mean - float(paper_mean)
     nan = math.nan
-    pw = nan if power is None else float(power)
-    if n < 2:
-        return PaperTest(n, mean, std, float(paper_mean), p_std, p_n, "none", diff,
-                         nan, nan, nan, nan, margin, pw, TOO_FEW, nan)
-    if np.isfinite(p_std) and np.isfinite(p_n) and p_n >= 2:
-        test = "welch"
-        v1, v2 = std**2, p_std**2
-        se = math.sqrt(v1 / n + v2 / p_n)
-        df = _welch_df(v1, n, v2, int(p_n)) if se > 0 else float(n + p_n - 2)
-        if se > 0:
-            res = sps.ttest_ind_from_stats(mean, std, n, paper_mean, p_std, p_n, equal_var=False)
-            stat, p_diff = float(res.statistic), float(res.pvalue)
-            _, _, p_tost = _tests_from_se(diff, se, df, margin)
-        else:
-            stat, p_diff, p_tost = _tests_from_se(diff, se, df, margin)
+    p_se, p_df = paper_se(paper_std, paper_n)
+    draw_var = float(draw_var or 0.0)
+    p_std, p_n = _finite(paper_std), (math.inf if paper_n is not None and math.isinf(paper_n) else _finite(paper_n))
+    planned = margin / 2 if delta_planned is None else float(delta_planned)
+    diff = ours.mean - float(paper_mean)
+    test = "welch" if p_se > 0 else "one-sample"
+    if draw_var > 0:
+        test += " + draw variance"
+    level = alpha / max(int(family_size), 1)
+    attainable = _attainable(p_se, p_df, draw_var, margin=margin, alpha=level)
+    sigma = _sigma_ucb(ours)
+    needed = [seeds_for_equivalence(sigma, delta=d, margin=margin, alpha=level, paper_se=p_se, paper_df=p_df,
+                                    draw_var=draw_var) for d in (0.0, planned)]
+    if ours.n < 2 or not np.isfinite(ours.se):
+        return PaperTest(ours.n, ours.mean, ours.std, ours.design, float(paper_mean), p_std, p_n, "none", diff,
+                         nan, nan, nan, nan, nan, nan, nan, nan, nan, margin, draw_var, attainable, TOO_FEW,
+                         needed[0], needed[1], planned)
+    se, df = _combined(ours.se, ours.df, p_se, p_df, draw_var)
+    stat, p_diff, p_tost = _tests_from_se(diff, se, df, margin)
+    crit = float(sps.t.ppf(1 - alpha, df)) if se > 0 else 0.0
+    lo, hi = diff - crit * se, diff + crit * se
+    if se > 0:
+        p_within = float(sps.t.cdf((margin - diff) / se, df) - sps.t.cdf((-margin - diff) / se, df))
     else:
-        test = "one-sample"
-        se = std / math.sqrt(n)
-        df = float(n - 1)
-        stat, p_diff, p_tost = _tests_from_se(diff, se, df, margin)
-    v = verdict(p_diff, p_tost, diff, alpha=alpha)
-    needed = _seeds_for_equivalence(std, diff, margin=margin, alpha=alpha, power=pw) if v == INCONCLUSIVE else nan
-    return PaperTest(n, mean, std, float(paper_mean), p_std, p_n, test, diff, stat, float(df),
-                     p_diff, p_tost, margin, pw, v, needed)
+        p_within = 1.0 if abs(diff) < margin else 0.0
+    return PaperTest(ours.n, ours.mean, ours.std, ours.design, float(paper_mean), p_std, p_n, test, diff, se,
+                     float(df), lo, hi, max(abs(lo), abs(hi)), p_within, stat, p_diff, p_tost, margin, draw_var,
+                     attainable, verdict(p_diff, p_tost, diff, alpha=alpha), needed[0], needed[1], planned)
 
 
-def _seeds_for_equivalence(std: float, diff: float, *, margin: float, alpha: float, power: float) -> float:
-    room = margin - abs(diff)
-    if not (np.isfinite(std) and np.isfinite(diff) and np.isfinite(power)):
+def test_against_paper(
+    x: Sequence[float] | np.ndarray,
+    *,
+    paper_mean: float,
+    paper_std: float | None = None,
+    paper_n: float | None = None,
+    draws: Sequence[object] | None = None,
+    margin: float = 1.0,
+    alpha: float = 0.05,
+    draw_var: float = 0.0,
+    family_size: int = 1,
+) -> PaperTest:
+    """:func:`compare_to_paper` on runs ``x`` ``(n_seeds,)`` with their noise draws ``draws``."""
+    return compare_to_paper(estimate_cell(x, draws), paper_mean=paper_mean, paper_std=paper_std,
+                            paper_n=paper_n, margin=margin, alpha=alpha, draw_var=draw_var,
+                            family_size=family_size)
+
+
+def _sigma_ucb(ours: CellEstimate, confidence: float = SIGMA_UCB) -> float:
+    """Upper confidence bound for the per-run std: s·sqrt(df / chi2_{1-confidence}(df)).
+
+    For a crossed design the per-run std of a run on a fresh draw, sqrt(s2_draw + s2_train), with
+    the design's Satterthwaite df."""
+    if ours.n < 2:
         return math.nan
-    if room <= 0:
+    if ours.design == CROSSED:
+        s, df = math.sqrt(ours.s2_draw + ours.s2_train), ours.df
+    else:
+        s, df = ours.std, ours.df
+    if not (np.isfinite(s) and np.isfinite(df) and df > 0):
+        return math.nan
+    return float(s * math.sqrt(df / sps.chi2.ppf(1 - confidence, df)))
+
+
+def _attainable(p_se: float, p_df: float, draw_var: float, *, margin: float, alpha: float) -> bool:
+    """Whether TOST can pass at delta = 0 with infinitely many seeds: the paper's SE and the draw
+    variance, the floor of the difference's SE, must leave room inside the margin."""
+    floor = [(p_se ** 2, p_df), (draw_var, math.inf)]
+    floor = [(a, d) for a, d in floor if a > 0]
+    if not floor:
+        return True
+    se = math.sqrt(sum(a for a, _ in floor))
+    return float(special.stdtrit(satterthwaite_df(floor), 1 - alpha)) * se < margin
+
+
+def tost_power(delta: float, se: float, df: float, *, margin: float, alpha: float) -> float:
+    """Approximate power of TOST at true difference ``delta`` (normal estimate, t critical value)."""
+    if se <= 0:
+        return 1.0 if abs(delta) < margin else 0.0
+    crit = float(special.stdtrit(df, 1 - alpha))  # scipy.special: the t quantile without the overhead
+    return float(max(0.0, special.ndtr((margin - delta) / se - crit) + special.ndtr((margin + delta) / se - crit) - 1))
+
+
+def seeds_for_equivalence(
+    sigma: float,
+    *,
+    delta: float = 0.0,
+    margin: float = 1.0,
+    alpha: float = 0.05,
+    power: float = POWER,
+    paper_se: float = 0.0,
+    paper_df: float = math.inf,
+    draw_var: float = 0.0,
+    max_seeds: int = 100_000,
+) -> float:
+    """Seeds for TOST within ``±margin`` to pass with ``power`` when the true difference is ``delta``.
+
+    Design-based: ``sigma`` is a planning value of the per-run std (the report passes an upper
+    confidence bound, not the estimate), the difference's SE is sqrt(sigma^2/n + paper_se^2 +
+    draw_var) with Satterthwaite df, and ``alpha`` is the adjusted level. Returns inf when no
+    number of seeds is enough (|delta| >= margin, or the paper's SE and the draw variance leave
+    too little room); NaN when sigma is unknown.
+    """
+    if not np.isfinite(sigma):
+        return math.nan
+    if abs(delta) >= margin:
         return math.inf
-    return seeds_needed(std, difference=room, alpha=alpha, power=power, alternative="larger")
+
+    def pw(n: int) -> float:
+        se, df = _combined(sigma / math.sqrt(n), float(n - 1), paper_se, paper_df, draw_var)
+        return tost_power(delta, se, df, margin=margin, alpha=alpha)
+
+    if pw(max_seeds) < power:
+        return math.inf
+    lo, hi = 2, max_seeds
+    if pw(lo) >= power:
+        return float(lo)
+    while hi - lo > 1:  # power rises with n: bisect for the first n that reaches it
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if pw(mid) < power else (lo, mid)
+    return float(hi)
 
 
-def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values ``(m,)``; NaN entries (untested) stay NaN and do not count."""
+def holm(pvalues: Sequence[float] | np.ndarray, *, family_size: int | None = None) -> np.ndarray:
+    """Holm-adjusted p-values ``(m,)``; NaN entries (untested) stay NaN.
+
+    ``family_size`` (at least the number of tested p-values) counts hypotheses of the family
+    that were not tested here, e.g. the rest of a paper's table; they enter as p = 1, so the
+    tested ones are adjusted as if the whole family had been tested.
+    """
     p = np.asarray(pvalues, dtype=float)
     out = np.full_like(p, np.nan)
     ok = np.isfinite(p)
     if ok.any():
-        out[ok] = multipletests(p[ok], method="holm")[1]
+        extra = max(0, (family_size or 0) - int(ok.sum()))
+        out[ok] = _holm(np.concatenate([p[ok], np.ones(extra)]))[: int(ok.sum())]
     return out
 
 
-def apply_holm(tests: Sequence[PaperTest], *, alpha: float = 0.05) -> list[dict]:
-    """Holm-adjust the difference and equivalence p-values of a table of tests.
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment (as statsmodels' ``multipletests(method="holm")``, which is
+    not used here because it runs a full garbage collection on every call)."""
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.maximum.accumulate(steps)
+    return out
 
-    Returns one dict per test: its fields plus ``p_holm``, ``p_tost_holm`` and the verdict
-    recomputed from the adjusted p-values (adjusting only raises p-values, so a verdict can only
-    turn inconclusive; ``seeds_needed`` is then filled in).
+
+def apply_holm(tests: Sequence[PaperTest], *, alpha: float = 0.05, family_size: int | None = None) -> list[dict]:
+    """Holm-adjust the difference and equivalence p-values of one family of tests.
+
+    Returns one dict per test: its fields plus ``p_holm``, ``p_tost_holm`` and the verdict from
+    the adjusted p-values, which keeps no claim the unadjusted verdict did not make: a
+    ``reproduced`` cell can only stay so or turn ``inconclusive``, never ``below``/``above``.
     """
-    p_holm = holm([t.p_value for t in tests])
-    p_tost_holm = holm([t.p_tost for t in tests])
+    p_holm = holm([t.p_value for t in tests], family_size=family_size)
+    p_tost_holm = holm([t.p_tost for t in tests], family_size=family_size)
     rows = []
     for t, ph, pth in zip(tests, p_holm, p_tost_holm):
         row = t.as_dict()
         row["p_holm"] = float(ph)
         row["p_tost_holm"] = float(pth)
         if t.verdict != TOO_FEW:
-            row["verdict"] = verdict(ph, pth, t.diff, alpha=alpha)
-        if row["verdict"] == INCONCLUSIVE and not np.isfinite(t.seeds_needed):
-            row["seeds_needed"] = _seeds_for_equivalence(t.std, t.diff, margin=t.margin, alpha=alpha, power=t.power)
+            row["verdict"] = verdict(ph, pth, t.diff, alpha=alpha, p_tost_raw=t.p_tost)
         rows.append(row)
     return rows
 
@@ -338,8 +589,16 @@ def apply_holm(tests: Sequence[PaperTest], *, alpha: float = 0.05) -> list[dict]
 
 
 @dataclass(frozen=True)
-class PairedComparison:
-    """Method a against method b on the same seeds; differences are a - b."""
+class PairedComparison(_AsDict):
+    """Method a against method b on the same seeds; differences are a - b.
+
+    ``wins`` / ``losses`` / ``ties`` count the seeds where a is above / below / equal to b;
+    ``p_sign`` is the exact two-sided sign test on them. ``win_rate`` = (wins + ties/2) / n is
+    P(a > b on a shared seed) with a Clopper-Pearson interval ``[win_low, win_high]`` (from the
+    wins alone and from wins + ties). ``p_wilcoxon_min`` is the smallest p the exact Wilcoxon
+    test can reach at this n (2 / 2^n): where it exceeds the level, the test cannot reject and the
+    report shows the sign count instead.
+    """
 
     n: int
     mean_diff: float
@@ -349,13 +608,15 @@ class PairedComparison:
     p_t: float
     w_stat: float
     p_wilcoxon: float
-    prob_improvement: float
-    poi_low: float
-    poi_high: float
+    p_wilcoxon_min: float
+    wins: int
+    losses: int
+    ties: int
+    p_sign: float
+    win_rate: float
+    win_low: float
+    win_high: float
     note: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def probability_of_improvement(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
@@ -363,26 +624,25 @@ def probability_of_improvement(a: Sequence[float] | np.ndarray, b: Sequence[floa
     a, b = _as_1d(a), _as_1d(b)
     if a.size == 0 or b.size == 0:
         return math.nan
-    return float(_poi(a[None, :], b[None, :])[0])
+    gt = (a[:, None] > b[None, :]).mean()
+    eq = (a[:, None] == b[None, :]).mean()
+    return float(gt + 0.5 * eq)
 
 
-def _poi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise P(a > b) for ``a`` ``(r, n)`` and ``b`` ``(r, m)``."""
-    gt = (a[:, :, None] > b[:, None, :]).mean(axis=(1, 2))
-    eq = (a[:, :, None] == b[:, None, :]).mean(axis=(1, 2))
-    return gt + 0.5 * eq
+def clopper_pearson(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a binomial proportion k / n; NaNs when n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    low = 0.0 if k <= 0 else float(sps.beta.ppf(tail, k, n - k + 1))
+    high = 1.0 if k >= n else float(sps.beta.ppf(1 - tail, k + 1, n - k))
+    return low, high
 
 
-def _poi_interval(
-    a: np.ndarray, b: np.ndarray, *, confidence: float, n_boot: int, rng: np.random.Generator
-) -> tuple[float, float]:
-    # Independent resampling of each sample, as rliable's StratifiedIndependentBootstrap does.
-    ia = rng.integers(0, a.size, size=(n_boot, a.size))
-    ib = rng.integers(0, b.size, size=(n_boot, b.size))
-    reps = _poi(a[ia], b[ib])
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(reps, [tail, 100 - tail])
-    return float(low), float(high)
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided sign test p of ``wins`` against ``losses`` (ties dropped); 1 when none."""
+    m = wins + losses
+    return 1.0 if m == 0 else float(sps.binomtest(wins, m, 0.5).pvalue)
 
 
 def paired_comparison(
@@ -390,24 +650,34 @@ def paired_comparison(
     b: Sequence[float] | np.ndarray,
     *,
     confidence: float = 0.95,
-    n_boot: int = 2000,
-    rng: np.random.Generator,
+    draws: Sequence[object] | None = None,
 ) -> PairedComparison:
     """Compare ``a`` and ``b`` ``(n_seeds,)``, aligned so that ``a[i]`` and ``b[i]`` share a seed.
 
     Paired t-test and Wilcoxon signed-rank test on a - b, the mean difference with its
-    t-interval, and P(a > b) with a percentile bootstrap interval.
+    t-interval, the sign count with its exact test, and the paired win rate with a
+    Clopper-Pearson interval (a percentile bootstrap of P(a > b) cannot leave the observed support:
+    5 wins in 5 seeds gave [1.00, 1.00]). With the pairs' noise draws ``draws`` ``(n,)`` forming a
+    crossed design, the mean difference, its interval and the t-test come from
+    :func:`estimate_cell` on a - b (pairs on one draw are not independent); the counts do not.
     """
     a, b = _as_1d(a), _as_1d(b)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need equal shapes, got {a.shape} and {b.shape}")
     n = int(a.size)
     nan = math.nan
-    if n < 2:
-        mean_diff = float((a - b).mean()) if n else nan
-        poi = probability_of_improvement(a, b) if n else nan
-        return PairedComparison(n, mean_diff, nan, nan, nan, nan, nan, nan, poi, nan, nan, "n<2: not tested")
     d = a - b
+    wins, losses = int((d > 0).sum()), int((d < 0).sum())
+    ties = n - wins - losses
+    win_rate = (wins + 0.5 * ties) / n if n else nan
+    win_low, win_high = clopper_pearson(wins, n, confidence=confidence)[0], \
+        clopper_pearson(wins + ties, n, confidence=confidence)[1]
+    counts = dict(wins=wins, losses=losses, ties=ties, p_sign=sign_test(wins, losses), win_rate=win_rate,
+                  win_low=win_low, win_high=win_high)
+    p_min = 2.0 / 2 ** n if n else nan
+    if n < 2:
+        mean_diff = float(d.mean()) if n else nan
+        return PairedComparison(n, mean_diff, nan, nan, nan, nan, nan, nan, p_min, **counts, note="n<2: not tested")
     mean_diff = float(d.mean())
     ci_low, ci_high = t_interval(d, confidence=confidence)
     notes = []
@@ -419,6 +689,12 @@ def paired_comparison(
     else:
         res = sps.ttest_rel(a, b)
         t_stat, p_t = float(res.statistic), float(res.pvalue)
+    est = estimate_cell(d, draws) if draws is not None else None
+    if est is not None and est.design == CROSSED and est.se > 0:
+        mean_diff, (ci_low, ci_high) = est.mean, est.interval(confidence)
+        t_stat = mean_diff / est.se
+        p_t = float(2 * sps.t.sf(abs(t_stat), est.df))
+        notes.append(f"{est.n_draws} draws crossed: draw-level SE; counts treat pairs as independent")
     if np.all(d == 0):
         w_stat, p_w = 0.0, 1.0
         notes.append("all differences zero")
@@ -427,10 +703,8 @@ def paired_comparison(
             warnings.simplefilter("ignore")  # exact-distribution and ties warnings at tiny n
             w = sps.wilcoxon(a, b, zero_method="wilcox")
         w_stat, p_w = float(w.statistic), float(w.pvalue)
-    poi = probability_of_improvement(a, b)
-    poi_low, poi_high = _poi_interval(a, b, confidence=confidence, n_boot=n_boot, rng=rng)
-    return PairedComparison(n, mean_diff, ci_low, ci_high, t_stat, p_t, w_stat, p_w, poi,
-                            poi_low, poi_high, "; ".join(notes))
+    return PairedComparison(n, mean_diff, ci_low, ci_high, t_stat, p_t, w_stat, p_w, p_min, **counts,
+                            note="; ".join(notes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,6 +723,15 @@ class FriedmanResult:
     ranks: np.ndarray
     cd: float
     note: str
+    f_statistic: float = math.nan
+    f_p_value: float = math.nan
+    df1: float = math.nan
+    df2: float = math.nan
+
+    @property
+    def enough_cells(self) -> bool:
+        """Whether there are enough cells to rank methods on (``MIN_CD_CELLS``)."""
+        return self.n_cells >= MIN_CD_CELLS
 
 
 def average_ranks(scores: np.ndarray) -> np.ndarray:
@@ -499,7 +782,19 @@ def friedman(scores: np.ndarray, *, alpha: float = 0.05) -> FriedmanResult:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sps.friedmanchisquare(*scores.T)
-    return FriedmanResult(n_cells, k, float(res.statistic), float(res.pvalue), ranks, cd, "")
+    chi2 = float(res.statistic)
+    f, df1, df2 = iman_davenport(chi2, n_cells, k)
+    p_f = float(sps.f.sf(f, df1, df2)) if np.isfinite(f) else (0.0 if f == math.inf else math.nan)
+    return FriedmanResult(n_cells, k, chi2, float(res.pvalue), ranks, cd, "", f, p_f, df1, df2)
+
+
+def iman_davenport(chi2: float, n_cells: int, k: int) -> tuple[float, float, float]:
+    """Iman-Davenport F = (N-1)chi2 / (N(k-1) - chi2) on (k-1, (k-1)(N-1)) df, the less
+    conservative form of Friedman's statistic (Demšar 2006); inf when the ranks agree in every cell."""
+    df1, df2 = float(k - 1), float((k - 1) * (n_cells - 1))
+    denom = n_cells * (k - 1) - chi2
+    f = math.inf if denom <= 0 else (n_cells - 1) * chi2 / denom
+    return f, df1, df2
 
 
 def iqm(x: Sequence[float] | np.ndarray) -> float:

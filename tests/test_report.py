@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,13 @@ def test_end_to_end(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     # a recalled number is never shown without its tag
     assert "69.18 ± 0.52 (recalled)" in text
     assert "## Across cells" in text and "Methods compared within each cell" in text
-    # the unpaired column is said to be unpaired, under a heading that says "paired by seed"
-    assert "P(a > b) does not" in text
+    # the paired win rate with its exact interval; the sign count where Wilcoxon cannot reject
+    assert "P(a > b) paired [95% CP]" in text and "a > b in 5 of 5 seeds" in text
+    assert "Wilcoxon p (Holm)" not in text
+    # the draws: one per run in this grid (noise_seed = seed), and the left-out failed run
+    assert "a draw per run: the interval covers the draw's variance" in text
+    assert "## Left out" in text and "failed: CUDA error" in text
+    assert "BCa 95%" not in text  # no bootstrap interval at 5 runs
     assert "No run's selected set lost a whole class" in text
     assert capsys.readouterr().out.strip().endswith("synth.md")
 
@@ -142,10 +148,11 @@ def test_holm_and_protocol(results: Path, tmp_path: Path) -> None:
 
 def test_pairwise_paired_by_seed(results: Path) -> None:
     runs = report.with_accuracy(report.load_runs(results, "synth"), "last10")
-    pairs = report.pairwise(runs, report.Settings(protocol="last10", n_boot=200), rng=np.random.default_rng(0))
+    pairs = report.pairwise(runs, report.Settings(protocol="last10", n_boot=200))
     row = pairs[pairs["noise_rate"] == 0.2].iloc[0]
     assert (row["a"], row["b"], row["n"]) == ("jocor", "standard", 5)
-    assert row["prob_improvement"] == 1.0 and row["mean_diff"] > 10
+    assert (row["wins"], row["win_rate"]) == (5, 1.0) and row["mean_diff"] > 10
+    assert row["sign_shown"]  # the exact Wilcoxon p cannot go below 0.0625 at 5 pairs
     single = pairs[pairs["noise_rate"] == 0.5].iloc[0]
     assert single["n"] == 1 and np.isnan(single["p_t"])
 
@@ -157,17 +164,19 @@ def test_small_grid_without_papers(tmp_path: Path) -> None:
     for method, level in (("standard", 80.0), ("coteaching", 84.0), ("jocor", 86.0)):
         for noise_type, rate in (("symmetric", 0.2), ("pairflip", 0.45)):
             for seed in range(5):
-                _write(root / "demo", _record(grid="demo", label=method, method=method, dataset="digits",
+                _write(root / "tiny", _record(grid="tiny", label=method, method=method, dataset="digits",
                                               noise_type=noise_type, noise_rate=rate, seed=seed,
                                               level=level - 20 * rate, rng=rng, selection=method != "standard"))
     out = tmp_path / "reports"
-    assert report.main(["--results", str(root), "--out", str(out), "--grid", "demo", "--n-boot", "200"]) == 0
-    summary = pd.read_csv(out / "demo" / "summary.csv")
+    assert report.main(["--results", str(root), "--out", str(out), "--grid", "tiny", "--n-boot", "200"]) == 0
+    summary = pd.read_csv(out / "tiny" / "summary.csv")
     assert summary["paper_mean"].isna().all() and summary["p_value"].isna().all()
     assert (summary["n"] == 5).all()
-    assert (out / "demo" / "cd_diagram.png").stat().st_size > 1000
-    text = (out / "demo.md").read_text()
-    assert "Friedman" in text and "digits" in text
+    # two cells are too few to rank methods on: no critical difference and no diagram
+    assert not (out / "tiny" / "cd_diagram.png").exists()
+    text = (out / "tiny.md").read_text()
+    assert "Friedman" in text and "Iman-Davenport" in text and "too few to rank" in text and "digits" in text
+    assert "configurations were not checked" in text  # no grid file named tiny
 
 
 @pytest.mark.parametrize("case", ["empty", "missing", "unknown_grid", "empty_grid"])
@@ -319,3 +328,155 @@ def test_two_methods_get_no_critical_difference(tmp_path: Path) -> None:
     text = (out / "abl.md").read_text()
     assert "Friedman test not run" in text and "critical difference" not in text
     assert not (out / "abl" / "cd_diagram.png").exists()
+
+
+# ------------------------------------------------------------------------------- variance sources
+
+
+def _papers(**row: object) -> pd.DataFrame:
+    """A paper table of one JoCoR CIFAR-10 number plus ``extra`` untested rows of the same table."""
+    from bench.papers import COLUMNS
+
+    extra = int(row.pop("extra", 0))
+    base = {"paper": "jocor", "table": "Table 3", "method": "jocor", "dataset": "cifar10", "noise_type": "symmetric",
+            "noise_rate": 0.5, "network": "", "protocol": "last10", "mean": 79.5, "std": 0.3, "n_runs": np.nan,
+            "provenance": "verified", "note": "", **row}
+    rows = [base] + [{**base, "method": f"other{i}", "mean": 50.0} for i in range(extra)]
+    return pd.DataFrame(rows, columns=[*COLUMNS, *(["std_over"] if "std_over" in row else [])])
+
+
+def _cell(tmp_path: Path, draws: list[int], *, level: float = 79.5, draw_sd: float = 0.0, **extra: object) -> Path:
+    """Grid ``cell``: jocor at CIFAR-10 symmetric 50%, one run per (noise draw, seed)."""
+    rng = np.random.default_rng(6)
+    effects = {d: rng.normal(0, draw_sd) for d in set(draws)}
+    for i, draw in enumerate(draws):
+        rec = _record(grid="cell", label="jocor", method="jocor", dataset="cifar10", noise_type="symmetric",
+                      noise_rate=0.5, seed=i, level=level + effects[draw], rng=rng, paper="jocor")
+        rec.update(noise_seed=draw, run_id=f"cell-{i}", **extra)
+        _write(tmp_path / "results" / "cell", rec)
+    return tmp_path / "results"
+
+
+def _summary(results: Path, tmp_path: Path, papers: pd.DataFrame, **kwargs: object) -> tuple[pd.Series, str]:
+    out = tmp_path / "reports"
+    report.build_report(results, out, figures=False, n_boot=200, papers=papers, **kwargs)
+    return pd.read_csv(out / "cell" / "summary.csv").iloc[0], (out / "cell.md").read_text()
+
+
+def test_crossed_draws_are_decomposed_not_pooled(tmp_path: Path) -> None:
+    from bench import stats
+
+    results = _cell(tmp_path, [0] * 4 + [1] * 4 + [2] * 4, draw_sd=2.0)
+    row, text = _summary(results, tmp_path, _papers())
+    assert row["design"] == "crossed" and row["n_draws"] == 3 and row["s2_draw"] > 0
+    runs = report.with_accuracy(report.load_runs(results, "cell"), "last10")
+    est = stats.estimate_cell(runs["acc"].to_numpy(), list(runs["noise_seed"]))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(est.interval(0.95))
+    assert row["df"] == pytest.approx(2.0)  # J - 1 for a balanced design, not 11
+    # the paper's mean sits on one draw of its own: Δ's variance gains sigma2_draw
+    assert row["test"] == "welch + draw variance"
+    assert row["diff_se"] ** 2 == pytest.approx(est.se ** 2 + 0.3 ** 2 / 5 + est.s2_draw)
+    assert "Crossed cells" in text and "3 draws crossed with seeds" in text and "3 x 12" in text
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({}, "one draw, not the paper's: the interval is conditional on it"),
+    ({"noise_source": "official"}, "one draw, the paper's own"),
+    ({"noise_source": "something new"}, "one draw, not the paper's"),
+])
+def test_one_shared_draw_says_whose(tmp_path: Path, extra: dict, words: str) -> None:
+    row, text = _summary(_cell(tmp_path, [0] * 5, **extra), tmp_path, _papers())
+    assert row["design"] == "one draw" and words in text
+
+
+def test_assumed_paper_runs_are_marked_and_checked(tmp_path: Path) -> None:
+    results = _cell(tmp_path, list(range(5)))
+    row, text = _summary(results, tmp_path, _papers())
+    assert row["paper_n_used"] == 5 and row["paper_n_assumed"] and row["test"] == "welch"
+    assert "n_p = 5 (assumed)" in text and ("robust" in text or "2: " in row["verdicts_by_np"])
+    assert isinstance(row["verdicts_by_np"], str) and row["verdicts_by_np"].count(":") == 3
+    assert row["robust"] == (len({v.split(": ")[1] for v in row["verdicts_by_np"].split("; ")}) == 1)
+    stated, _ = _summary(results, tmp_path, _papers(n_runs=3))
+    assert stated["paper_n_used"] == 3 and not stated["paper_n_assumed"] and pd.isna(stated["robust"])
+    per_paper, _ = _summary(results, tmp_path, _papers(), paper_runs={"jocor": 2})
+    assert per_paper["paper_n_used"] == 2 and per_paper["diff_se"] > row["diff_se"]
+    epochs, text = _summary(results, tmp_path, _papers(std_over="epochs"))
+    assert epochs["test"] == "one-sample" and math.isinf(epochs["paper_n_used"])
+    assert "paper std over epochs: not an SE" in text
+
+
+def test_holm_family_is_the_papers_whole_table(tmp_path: Path) -> None:
+    from bench import stats
+
+    results = _cell(tmp_path, list(range(5)), level=79.0)
+    row, _ = _summary(results, tmp_path, _papers(extra=9))
+    assert row["family_size"] == 10
+    assert row["p_holm"] == pytest.approx(stats.holm([row["p_value"]], family_size=10)[0])
+    assert row["p_holm"] == pytest.approx(min(1.0, 10 * row["p_value"]))
+
+
+def test_recalled_numbers_are_provisional(tmp_path: Path) -> None:
+    row, text = _summary(_cell(tmp_path, list(range(5))), tmp_path, _papers(provenance="recalled"))
+    assert row["provisional"] and "· provisional" in text
+
+
+# ------------------------------------------------------------------------------- left out
+
+
+def test_left_out_records_never_join_a_cell(tmp_path: Path) -> None:
+    from bench.config import load_grid
+    from bench.left_out import left_out_lines, split_runs
+
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    (grids / "mini.yaml").write_text((Path(report.__file__).parent / "grids" / "demo.yaml").read_text()
+                                     .replace("name: demo", "name: mini"))
+    specs = load_grid(grids / "mini.yaml").runs[:3]
+    rng = np.random.default_rng(7)
+    recs = []
+    for i, spec in enumerate(specs):
+        rec = _record(grid="mini", label=spec.label, method=spec.method, dataset="digits", noise_type=spec.noise_type,
+                      noise_rate=spec.noise_rate, seed=spec.seed, level=80.0, rng=rng)
+        rec["run_id"] = spec.run_id
+        recs.append(rec)
+    recs[1]["schema_version"] = 0
+    recs[2]["status"], recs[2]["error"] = "failed", "RuntimeError: out of memory\nTraceback ..."
+    stray = dict(recs[0], run_id="0123456789abcdef", path="results/mini/stray.json")
+    kept, left = split_runs(pd.DataFrame(recs + [stray]), "mini", grids_dir=grids)
+    assert list(kept["run_id"]) == [specs[0].run_id]
+    assert sorted(left["why"]) == ["configuration no longer in the grid file", "failed: RuntimeError: out of memory",
+                                   "older record schema (0, now 1)"]
+    text = "\n".join(left_out_lines(left, [("results/mini/broken.json", "not valid JSON")]))
+    assert "stray.json" in text and "Damaged record files" in text and "results/mini/broken.json" in text
+
+
+def test_damaged_files_from_the_store_are_listed(results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import store
+
+    real = store.load_records
+
+    def with_damage(*args: object, **kwargs: object) -> pd.DataFrame:
+        frame = real(*args, **kwargs)
+        frame.attrs["left_out"] = [("results/synth/torn.json", "Expecting value: line 1 column 1")]
+        return frame
+
+    monkeypatch.setattr(store, "load_records", with_damage)
+    report.build_report(results, tmp_path / "r", figures=False, n_boot=200)
+    text = (tmp_path / "r" / "synth.md").read_text()
+    left = text.split("## Left out", 1)[1]
+    assert "Damaged record files" in left and "results/synth/torn.json" in left and "failed: CUDA error" in left
+
+
+def test_critical_difference_needs_enough_cells(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    root = tmp_path / "results"
+    for method, level in (("standard", 70.0), ("coteaching", 75.0), ("jocor", 80.0)):
+        for rate in np.linspace(0.1, 0.55, 10):
+            for seed in range(2):
+                _write(root / "wide", _record(grid="wide", label=method, method=method, dataset="digits",
+                                              noise_type="symmetric", noise_rate=float(rate), seed=seed,
+                                              level=level - 10 * rate, rng=rng))
+    out = tmp_path / "reports"
+    report.build_report(root, out, n_boot=200)
+    text = (out / "wide.md").read_text()
+    assert "Nemenyi critical difference" in text and (out / "wide" / "cd_diagram.png").is_file()
