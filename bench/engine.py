@@ -18,6 +18,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -380,6 +381,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
     t0 = time.perf_counter()
     elapsed_before = 0.0
     ckpt_path = Path(checkpoint_dir) / f"{spec.run_id}.pt" if checkpoint_dir else None
+    warnings: list[str] = []  # problems the run survived (a checkpoint it could not write...)
     try:
         torch.manual_seed(spec.seed)
         data, noisy, info = prepare(spec, dev, data_root=data_root, verify=verify_data)
@@ -395,8 +397,10 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         test_y = torch.as_tensor(data.test_labels, device=dev)
         metrics = _empty_metrics()
         first = spec.train.start_epoch
-        if ckpt_path is not None and ckpt_path.is_file():
-            first, metrics, elapsed_before = _load_checkpoint(ckpt_path, method, ctx)
+        resumed = (_load_checkpoint(ckpt_path, method, ctx, warnings)
+                   if ckpt_path is not None else None)
+        if resumed is not None:
+            first, metrics, elapsed_before = resumed
         record["metrics"] = metrics  # a failed record keeps the epochs it completed
         for epoch in range(first, spec.train.epochs):
             ctx.apply_schedule(epoch)
@@ -413,11 +417,11 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
             last = epoch == spec.train.epochs - 1
             if ckpt_path is not None and not last and (epoch + 1 - first) % checkpoint_every == 0:
                 _save_checkpoint(ckpt_path, epoch + 1, method, ctx, metrics,
-                                 elapsed_before + time.perf_counter() - t0)
+                                 elapsed_before + time.perf_counter() - t0, warnings)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 if ckpt_path is not None:
                     _save_checkpoint(ckpt_path, epoch + 1, method, ctx, metrics,
-                                     elapsed_before + time.perf_counter() - t0)
+                                     elapsed_before + time.perf_counter() - t0, warnings)
                 return {}
         record.update(_final_metrics(metrics))
         record["method_state"] = _jsonable_state(method.record_extras())
@@ -433,10 +437,12 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     record["finished_at"] = _now()
+    if warnings:
+        record["warnings"] = warnings
     if results_dir is not None:
         store.write_record(Path(results_dir) / spec.filename, record)
     if ckpt_path is not None and record["status"] == "ok":
-        ckpt_path.unlink(missing_ok=True)
+        _remove_checkpoints(ckpt_path)
     return record
 
 
@@ -526,24 +532,88 @@ def _final_metrics(metrics: dict) -> dict:
             "test_acc_last10": float(np.mean(acc[-10:]))}
 
 
+def _previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before the last one is kept (for when the last one is damaged)."""
+    return path.with_name(path.name + ".prev")
+
+
+def _warn(warnings: list[str], message: str) -> None:
+    """A problem the run survives: printed once and kept in the record's ``warnings``."""
+    if message not in warnings:
+        warnings.append(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metrics: dict,
-                     elapsed: float) -> None:
+                     elapsed: float, warnings: list[str]) -> None:
+    """Write the run's full state atomically, keeping the previous checkpoint as ``.prev``.
+
+    A checkpoint that cannot be written (a full or read-only disk) is a warning: the run goes
+    on without it and the last good checkpoint stays.
+    """
     state = {"version": CHECKPOINT_VERSION, "next_epoch": next_epoch,
              "method": method.state_dict(), "rng": ctx.rng_state(),
              "metrics": json.dumps(metrics), "elapsed": elapsed}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.replace(path, _previous_checkpoint(path))
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _warn(warnings, f"cannot write checkpoint {path} ({_first_line(exc)}); the run goes "
+                        "on without it")
 
 
-def _load_checkpoint(path: Path, method, ctx: RunContext) -> tuple[int, dict, float]:
+def _read_checkpoint(path: Path) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise RuntimeError(f"checkpoint {path} has an unknown version")
-    method.load_state_dict(state["method"])
-    ctx.set_rng_state(state["rng"])
-    return int(state["next_epoch"]), json.loads(state["metrics"]), float(state["elapsed"])
+    missing = {"version", "next_epoch", "method", "rng", "metrics", "elapsed"} - set(state)
+    if missing:
+        raise ValueError(f"no {', '.join(sorted(missing))}")
+    if state["version"] != CHECKPOINT_VERSION:
+        raise ValueError(f"unknown version {state['version']!r}")
+    return state
+
+
+def _load_checkpoint(path: Path, method, ctx: RunContext,
+                     warnings: list[str]) -> tuple[int, dict, float] | None:
+    """(next epoch, metrics, elapsed seconds) from the last readable checkpoint (``path``, else
+    the one before it), or None to start from scratch. A checkpoint that cannot be read is
+    moved aside (``<name>.damaged-<time>``) with a warning naming it. One that reads but does not
+    fit the method is moved aside too, and the attempt fails (the method's state may be half
+    loaded); the next attempt starts from the checkpoint before it or from scratch."""
+    for candidate in (path, _previous_checkpoint(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            state = _read_checkpoint(candidate)
+        except Exception as exc:  # truncated, not a torch file, another format
+            aside = store.move_aside(candidate)
+            _warn(warnings, f"checkpoint {candidate} cannot be read ({_first_line(exc)}); moved "
+                            f"to {aside.name}, resuming from the one before it or from scratch")
+            continue
+        try:
+            method.load_state_dict(state["method"])
+            ctx.set_rng_state(state["rng"])
+        except Exception as exc:
+            aside = store.move_aside(candidate)
+            raise RuntimeError(f"checkpoint {candidate} does not fit this run "
+                               f"({_first_line(exc)}); moved to {aside.name}") from exc
+        return int(state["next_epoch"]), json.loads(state["metrics"]), float(state["elapsed"])
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _remove_checkpoints(path: Path) -> None:
+    for p in (path, _previous_checkpoint(path)):
+        p.unlink(missing_ok=True)

@@ -17,8 +17,10 @@ cannot both break the same lock and then both claim the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -61,6 +63,40 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     if fields[0] in ("Z", "X"):
         return False
     return start is None or fields[19] == start
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of every living descendant of ``pid`` on this host (Linux ``/proc``; an empty
+    list where there is none), children before grandchildren."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in ("Z", "X"):
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        children = parents.get(queue.pop(0), [])
+        found += children
+        queue += children
+    return found
+
+
+def end_processes(pids: list[int], *, timeout: float = 5.0) -> None:
+    """SIGTERM ``pids``, then SIGKILL those still running after ``timeout`` seconds."""
+    starts = {pid: process_start_time(pid) for pid in pids}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = [p for p in pids if pid_alive(p, starts[p])]
+            if not pids:
+                return
+            time.sleep(0.05)
 
 
 def owner_info(*, runner: str, run_id: str, nonce: str | None = None, **extra: Any) -> dict:

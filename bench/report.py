@@ -94,16 +94,26 @@ def _from_curve(metrics: object, protocol: str) -> float:
 
 
 def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
-    """The successful runs of one grid, one row per run, with the cell columns normalised."""
+    """The successful runs of one grid, one row per run, with the cell columns normalised.
+
+    Damaged or foreign record files are skipped; ``runs.attrs["left_out"]`` lists them as
+    ``(path, reason)`` pairs.
+    """
     from bench.store import load_records
 
     try:
         runs = load_records(results_dir, grid)
-    except (OSError, ValueError) as err:
+    except OSError as err:
         raise ReportError(f"cannot read the records of grid {grid!r}: {err}") from None
+    left_out = runs.attrs.get("left_out", [])
     if runs.empty:
-        raise ReportError(f"no successful runs in {results_dir / grid}")
+        extra = f" ({len(left_out)} damaged record(s) left out, e.g. {left_out[0][0]}: " \
+                f"{left_out[0][1]})" if left_out else ""
+        raise ReportError(f"no successful runs in {results_dir / grid}{extra}")
+    for path, reason in left_out:
+        print(f"warning: record left out of the report: {path}: {reason}", file=sys.stderr)
     runs = runs.copy()
+    runs.attrs["left_out"] = left_out
     for col, default in (("label", None), ("paper", None), ("protocol", None), ("noise_variant", None),
                          ("noise_seed", 0), ("seed", 0), ("metrics", None), ("realised_noise_rate", np.nan)):
         if col not in runs:

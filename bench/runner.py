@@ -27,8 +27,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,6 +46,48 @@ POLL_SECONDS = 2.0
 # an own run whose heartbeat is this many intervals old is dead (its worker died elsewhere)
 _OWN_DEAD_BEATS = 3
 _RUN_ID_IN_NAME = re.compile(r"([0-9a-f]{16})(?:\.json|\.pt|\.lock)")
+# what a batch scheduler (SLURM, systemd, docker) or a closed terminal sends
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERRUPTED = 130   # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143    # SIGTERM or SIGHUP
+
+
+class Interrupted(KeyboardInterrupt):
+    """The runner was stopped by a signal: Ctrl-C (SIGINT), SIGTERM or SIGHUP.
+
+    A subclass of KeyboardInterrupt, so that joblib and the runner stop a grid on SIGTERM
+    exactly as on Ctrl-C. ``exit_code``: 130 for SIGINT, 143 for SIGTERM and SIGHUP.
+    """
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        self.signum = signum
+        self.exit_code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
+        super().__init__(message or f"interrupted by {signal.Signals(signum).name}")
+
+
+_signalled: list[int] = []  # the stop signals received by this process
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread (once;
+    a repeated signal during the clean-up is ignored). Outside the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame) -> None:
+        first = not _signalled
+        _signalled.append(signum)
+        if first:
+            raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @dataclass(frozen=True)
@@ -103,11 +147,11 @@ def _attempts(record: dict | None) -> int:
 
 
 def _read_record(path: str | Path) -> dict | None:
+    """The valid record at ``path``; None when there is none or it is damaged (the runner
+    moves a damaged one aside before it trains the run again)."""
     try:
-        return store.read_record(path)
-    except FileNotFoundError:
-        return None
-    except ValueError:  # cannot happen with atomic writes; treat a damaged file as no record
+        return store.read_valid_record(path)
+    except (FileNotFoundError, store.DamagedRecord):
         return None
 
 
@@ -120,6 +164,7 @@ def _outcome(task: _Task, status: str, *, record: dict | None = None, error: str
             "test_acc_last10": rec.get("test_acc_last10"),
             "wall_seconds": rec.get("wall_seconds"), "device": rec.get("device"),
             "error": error if error is not None else rec.get("error"),
+            "warnings": list(rec.get("warnings") or []) if fresh else [],
             "reused_from": rec.get("reused_from", {}).get("grid") if fresh else None}
 
 
@@ -153,7 +198,14 @@ def _reuse(task: _Task, twin: Path, rec: dict) -> dict:
 def _settle(task: _Task) -> tuple[dict | None, dict | None]:
     """(outcome, previous record) of a claimed run: an outcome when it needs no training (it is
     recorded, out of attempts, or copied from another grid's identical run), else None."""
-    previous = _read_record(task.record_path)
+    try:
+        previous = store.read_valid_record(task.record_path)
+    except FileNotFoundError:
+        previous = None
+    except store.DamagedRecord:  # damaged after the runner's scan; kept for a look
+        with contextlib.suppress(FileNotFoundError):
+            store.move_aside(task.record_path)
+        previous = None
     if previous is not None and (previous.get("status") == "ok"
                                  or _attempts(previous) >= task.max_attempts):
         return _outcome(task, previous.get("status", "failed"), record=previous,
@@ -290,9 +342,13 @@ class GridState:
         self.max_attempts = max_attempts
         self.stale_seconds = stale_seconds
         self._cache: dict[str, tuple[int, _Summary]] = {}
+        self.damaged: dict[str, tuple[Path, str]] = {}  # run_id -> (path, reason)
 
     def summary(self, spec: RunSpec) -> _Summary | None:
+        """The run's record in short; None when there is none or it is damaged (then named in
+        :attr:`damaged`)."""
         path = self.grid_dir / spec.filename
+        self.damaged.pop(spec.run_id, None)
         try:
             mtime = path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -300,8 +356,12 @@ class GridState:
         cached = self._cache.get(spec.run_id)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        rec = _read_record(path)
-        if rec is None:
+        try:
+            rec = store.read_valid_record(path)
+        except FileNotFoundError:
+            return None
+        except store.DamagedRecord as exc:
+            self.damaged[spec.run_id] = (path, exc.reason)
             return None
         summary = _Summary(rec.get("status", "failed"), _attempts(rec), rec.get("test_acc_last10"),
                            rec.get("wall_seconds"), rec.get("error"))
@@ -533,6 +593,8 @@ class _Session:
                 except (BenchError, KeyboardInterrupt):
                     raise
                 except Exception as exc:  # a worker died: its runs become failed attempts
+                    if _signalled:  # killed by the signal that stops this runner too
+                        raise Interrupted(_signalled[0]) from None
                     progressed += self._handle_crash(exc, tasks)
                     break
                 for outcome in outcomes:
@@ -580,6 +642,8 @@ class _Session:
             self._count(spec.run_id, failed=False)
         self._write(_run_line(spec, status, acc=outcome["test_acc_last10"],
                               seconds=outcome["wall_seconds"], note=note.strip()))
+        for warning in outcome.get("warnings") or ():
+            self._write(f"  warning: {warning}")
         return 1
 
     def _count(self, run_id: str, *, failed: bool) -> None:
@@ -598,11 +662,14 @@ class _Session:
         tqdm.write(line)
 
     # -- crashes ---------------------------------------------------------------------------
-    def _own_locks(self, nonces: dict[str, _Task]) -> list[tuple[Path, dict]]:
+    def _own_locks(self, nonces: dict[str, _Task] | None = None) -> list[tuple[Path, dict]]:
+        """(path, content) of the locks of this runner's tasks (those of ``nonces``, or all)."""
         found = []
-        for path in sorted(self.state.lock_dir.glob("*.lock")):
+        lock_dir = self.state.lock_dir
+        for path in sorted(lock_dir.glob("*.lock")) if lock_dir.is_dir() else ():
             info = locks.read_lock(path)
-            if info is not None and info.get("nonce") in nonces:
+            if info is not None and (info.get("nonce") in nonces if nonces is not None
+                                     else info.get("runner") == self.token):
                 found.append((path, info))
         return found
 
@@ -663,6 +730,7 @@ class _Session:
                 if s == "failed":
                     self.tally.failed.add(run_id)
         todo = sum(s in ("pending", "retry") for s in states.values())
+        self._set_aside_damaged()
         self._warn_orphans()
         self._write(f"grid {self.grid_name}: {len(self.runs)} runs, {todo} to run, "
                     f"{len(self.tally.finished)} already recorded; backend {self.opts.backend}, "
@@ -673,15 +741,45 @@ class _Session:
                         # a bar is for a terminal; a log file gets the one line per run
                         disable=not (self.opts.progress and sys.stderr.isatty()))
         self.bar.set_postfix(failed=len(self.tally.failed))
+        _signalled.clear()
         try:
-            with contextlib.ExitStack() as stack:
+            with stop_on_signals(), contextlib.ExitStack() as stack:
                 self._loop(stack)
+        except KeyboardInterrupt as exc:
+            raise self._interrupted(exc) from None
         finally:
             self.bar.close()
             self._release_dead_own_locks()
             if self.slot_dir is not None:
                 shutil.rmtree(self.slot_dir, ignore_errors=True)
         return self._report()
+
+    def _interrupted(self, exc: KeyboardInterrupt) -> Interrupted:
+        """End the workers (their runs' checkpoints stay) and say how to resume."""
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        in_flight = {info.get("run_id") for _, info in self._own_locks()} & set(self.by_id)
+        locks.end_processes(locks.descendants(os.getpid()))
+        states = self.state.states(self.runs)
+        done = sum(s in ("ok", "failed") for s in states.values())
+        kept = f" (checkpoints kept in {self.checkpoint_dir})" if in_flight else ""
+        return Interrupted(signum, f"interrupted by {signal.Signals(signum).name}: "
+                                   f"{len(in_flight)} run(s) in progress stopped{kept}; "
+                                   f"{done} of {len(self.runs)} runs recorded; run the same "
+                                   f"command again to resume")
+
+    def _set_aside_damaged(self) -> None:
+        """Move damaged records of the selected runs aside (kept for a look); they train again."""
+        for path, reason in list(self.state.damaged.values()):
+            try:
+                aside = store.move_aside(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BenchError(f"cannot move the damaged record {path} aside: "
+                                 f"{exc.strerror or exc}") from None
+            self._write(f"warning: damaged record {path} ({reason}) moved to {aside.name}; its "
+                        f"run trains again")
+        self.state.damaged.clear()
 
     def _warn_orphans(self) -> None:
         """Records in the grid's folder that belong to no run of the grid file as it is now."""
@@ -926,6 +1024,7 @@ def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
     table.append(["total", "", f"{len(rows)} cells"] + [totals[c] for c in columns[3:]])
     print(f"grid {grid_name} ({Path(results) / grid_name}): {len(runs)} runs")
     print(tabulate(table, headers=columns, tablefmt="simple"))
+    _print_left_out(state.damaged.values())
     live = state.live_locks()
     for spec in runs:
         info = live.get(spec.run_id)
@@ -950,6 +1049,15 @@ def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
         for line in _estimate_lines(_estimate(to_run)):
             print(line)
     return 0
+
+
+def _print_left_out(damaged: Iterable[tuple[Path, str]]) -> None:
+    damaged = sorted(damaged)
+    if damaged:
+        print(f"left out: {len(damaged)} damaged record(s), counted as pending (`run` moves "
+              f"them aside and trains their runs again):")
+    for path, reason in damaged:
+        print(f"  {path}: {reason}")
 
 
 def _estimate_lines(estimate: dict | None) -> list[str]:
