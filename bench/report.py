@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.cli import OneLineParser, float_above, int_at_least
 from bench.errors import BenchError
 from bench.papers import load_paper_numbers, lookup
 
@@ -638,15 +639,15 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results", help="folder of run records (default: results)")
     p.add_argument("--out", default="reports", help="folder for the reports (default: reports)")
     p.add_argument("--grid", default=None, help="report on this grid only (default: every grid)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="accuracy to report (default: the grid's reference.protocol, else last10)")
-    p.add_argument("--margin", type=float, default=1.0, help="equivalence margin in accuracy points (default 1)")
+    p.add_argument("--margin", type=float_above(0), default=1.0, help="equivalence margin in accuracy points (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--n-boot", type=int_at_least(100), default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--no-figures", action="store_true", help="write no PNG files")
     return p
 
@@ -659,6 +660,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                n_boot=args.n_boot)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only or full --out folder
+        print(f"error: cannot write the report: {err.strerror or err}: {err.filename or args.out}",
+              file=sys.stderr)
         return 2
     for path in written:
         print(path)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from bench import locks, store
+from bench.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, float_at_least, int_at_least
 from bench.config import RunSpec, filter_runs, load_grid
 from bench.errors import BenchError, ConfigError
 
@@ -48,8 +49,9 @@ _OWN_DEAD_BEATS = 3
 _RUN_ID_IN_NAME = re.compile(r"([0-9a-f]{16})(?:\.json|\.pt|\.lock)")
 # what a batch scheduler (SLURM, systemd, docker) or a closed terminal sends
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-EXIT_INTERRUPTED = 130   # SIGINT (Ctrl-C)
-EXIT_TERMINATED = 143    # SIGTERM or SIGHUP
+# a lock without heartbeat this long is dead; under two heartbeats, live runs would be taken over
+MIN_STALE_LOCK_MINUTES = 1.0
+_stale_minutes = float_at_least(MIN_STALE_LOCK_MINUTES)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -462,6 +464,10 @@ class _Session:
             raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}")
         if opts.retries < 0 or opts.checkpoint_every < 1:
             raise ConfigError("--retries must be >= 0 and --checkpoint-every >= 1")
+        if opts.stale_lock_minutes * 60.0 < 2 * opts.heartbeat_seconds:
+            raise ConfigError(f"--stale-lock-minutes {opts.stale_lock_minutes:g} is under two "
+                              f"heartbeats ({opts.heartbeat_seconds:g} s): live runs would be "
+                              "taken over and trained twice")
         self.grid_name = grid_name
         self.runs = runs
         self.by_id = {r.run_id: r for r in runs}
@@ -527,7 +533,11 @@ class _Session:
                                  "pip install 'lnlbench[dask]'") from None
             cluster = None
             if opts.scheduler:
-                client = Client(opts.scheduler)
+                try:
+                    client = Client(opts.scheduler)
+                except (OSError, TimeoutError) as exc:
+                    raise BenchError(f"cannot reach the dask scheduler at {opts.scheduler}: "
+                                     f"{_first_line(str(exc)) or type(exc).__name__}") from None
             else:
                 cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
                                        dashboard_address=None, silence_logs=logging.ERROR)
@@ -549,7 +559,11 @@ class _Session:
             started = not ray.is_initialized()
             if started:
                 if opts.scheduler:
-                    ray.init(address=opts.scheduler)
+                    try:
+                        ray.init(address=opts.scheduler)
+                    except (OSError, ConnectionError, TimeoutError) as exc:
+                        raise BenchError(f"cannot reach the ray cluster at {opts.scheduler}: "
+                                         f"{_first_line(str(exc))}") from None
                 else:
                     ray.init(num_cpus=self.jobs)
             try:
@@ -720,7 +734,7 @@ class _Session:
     def run(self) -> int:
         from tqdm import tqdm
 
-        self.grid_dir.mkdir(parents=True, exist_ok=True)
+        _check_writable(self.grid_dir, "records")
         _cleanup_temporary_files([self.grid_dir, self.checkpoint_dir, self.state.lock_dir],
                                  self.state.live_locks())
         states = self.state.states(self.runs)
@@ -852,6 +866,17 @@ class _Session:
         return 1 if failed else 0
 
 
+def _check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and write a file in it, or stop with one line saying why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BenchError(f"cannot write {what} to {folder}: {exc.strerror or exc}") from None
+
+
 def _failed_record(spec: RunSpec, error: str, *, attempts: int, device: str | None,
                    host: str | None) -> dict:
     """A complete ``failed`` record for a run whose worker died before it could write one."""
@@ -879,13 +904,13 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("run", help="run a grid (resumable; parallel, GPU pool, dask, ray)",
                        description="Run every cell of a grid that has no record yet. Safe to "
                                    "kill and start again, and to start on several machines.")
-    p.add_argument("grid", help="grid YAML file")
-    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+    p.add_argument("grid", nargs="?", help="grid YAML file")
+    p.add_argument("--jobs", "-j", type=int_at_least(1), default=None, metavar="N",
                    help="runs in parallel (default 1, or one per GPU slot)")
     p.add_argument("--devices", default="",
                    help="GPU pool, comma-separated (e.g. cuda:0,cuda:1); runs take slots "
                         "round-robin")
-    p.add_argument("--runs-per-device", type=int, default=None, metavar="N",
+    p.add_argument("--runs-per-device", type=int_at_least(1), default=None, metavar="N",
                    help="concurrent runs per GPU of the pool (default: jobs / GPUs)")
     p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"),
                    help="auto: every visible GPU, else the CPU")
@@ -894,23 +919,23 @@ def add_subcommands(sub) -> None:
     p.add_argument("--scheduler", default=None,
                    help="dask scheduler address (tcp://host:8786) or ray address; without it a "
                         "local dask cluster / local ray")
-    p.add_argument("--retries", type=int, default=1, metavar="N",
+    p.add_argument("--retries", type=int_at_least(0), default=1, metavar="N",
                    help="retry a failed run up to N times (default 1)")
     p.add_argument("--results", default="results", help="records go to RESULTS/<grid>/")
     p.add_argument("--checkpoints", default=None,
                    help="checkpoint folder (default: checkpoints/<grid> beside RESULTS)")
-    p.add_argument("--checkpoint-every", type=int, default=10, metavar="EPOCHS",
+    p.add_argument("--checkpoint-every", type=int_at_least(1), default=10, metavar="EPOCHS",
                    help="checkpoint a run's full state every N epochs (default 10)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=int_at_least(1), default=None, metavar="N",
                    help="torch threads per run (default: $OMP_NUM_THREADS if set, else CPU "
                         "cores // jobs)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: $DATA_ROOT)")
     p.add_argument("--download", action="store_true",
                    help="fetch missing datasets of the grid (those torchvision can download) "
                         "before any run starts")
-    p.add_argument("--stale-lock-minutes", type=float, default=10.0, metavar="MIN",
+    p.add_argument("--stale-lock-minutes", type=_stale_minutes, default=10.0, metavar="MIN",
                    help="a run lock without heartbeat this long belongs to a dead runner "
-                        "(default 10)")
+                        f"(default 10, at least {MIN_STALE_LOCK_MINUTES:g})")
     p.add_argument("--no-wait", action="store_true",
                    help="at the end, do not wait for runs another runner is still training")
     p.add_argument("--fuse-seeds", action="store_true",
@@ -932,16 +957,39 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="done / failed / running / pending per cell of a grid")
-    s.add_argument("grid", help="grid YAML file")
+    s.add_argument("grid", nargs="?", help="grid YAML file")
     s.add_argument("--results", default="results")
     s.add_argument("--only", nargs="*", default=[], metavar="KEY=VALUE")
-    s.add_argument("--retries", type=int, default=1,
+    s.add_argument("--retries", type=int_at_least(0), default=1,
                    help="as given to `run` (failed runs with attempts left count as to run)")
-    s.add_argument("--stale-lock-minutes", type=float, default=10.0)
+    s.add_argument("--stale-lock-minutes", type=_stale_minutes, default=10.0)
     s.set_defaults(func=cmd_status)
 
 
+def _grid_and_filters(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The grid file and the ``--only`` filters, also when the grid came after ``--only``."""
+    only = list(args.only)
+    grid = args.grid
+    if grid is None:
+        files = [o for o in only if "=" not in o]
+        if len(files) != 1:
+            raise ConfigError("a grid file is required, e.g. python -m bench "
+                              f"{args.command} bench/grids/demo.yaml")
+        grid = files[0]
+        only.remove(grid)
+    bad = [o for o in only if "=" not in o]
+    if bad:
+        raise ConfigError(f"--only takes KEY=VALUE filters, got {bad[0]!r}")
+    return grid, only
+
+
 def _options(args: argparse.Namespace) -> RunnerOptions:
+    if args.scheduler is not None and args.backend == "loky":
+        raise ConfigError("--scheduler needs --backend dask or ray")
+    if args.backend == "dask" and args.scheduler is not None and not re.fullmatch(
+            r"([a-z]+://)?[\w.\-\[\]:]+:\d+", args.scheduler):
+        raise ConfigError(f"--scheduler takes an address such as tcp://host:8786, "
+                          f"got {args.scheduler!r}")
     devices = tuple(d.strip() for d in args.devices.split(",") if d.strip())
     for d in devices:
         if not re.fullmatch(r"cuda(:\d+)?|cpu", d):
@@ -962,11 +1010,12 @@ def _options(args: argparse.Namespace) -> RunnerOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    grid = load_grid(args.grid)
-    runs = filter_runs(grid.runs, args.only)
-    if not runs:
-        raise ConfigError(f"no run of grid {grid.name} matches {' '.join(args.only)}")
+    grid_path, only = _grid_and_filters(args)
     opts = _options(args)
+    grid = load_grid(grid_path)
+    runs = filter_runs(grid.runs, only)
+    if not runs:
+        raise ConfigError(f"no run of grid {grid.name} matches {' '.join(only)}")
     if args.dry_run:
         return _print_table(grid.name, runs, results=opts.results, retries=opts.retries,
                             stale_minutes=opts.stale_lock_minutes, dry_run=True,
@@ -982,12 +1031,20 @@ def download_datasets(runs: Iterable[RunSpec], *, data_root: str | None = None) 
 
     for name in sorted({r.dataset for r in runs}):
         print(f"checking {name} (downloading what is missing)", flush=True)
-        load_dataset(name, root=data_root, download=True)
+        try:
+            load_dataset(name, root=data_root, download=True)
+        except BenchError:
+            raise
+        except Exception as exc:  # offline, a proxy, a full disk: torchvision's long traceback
+            raise BenchError(f"cannot download {name}: {type(exc).__name__}: "
+                             f"{_first_line(str(exc))}; without network, put its files under "
+                             "the data root (docs/datasets.md)") from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    grid = load_grid(args.grid)
-    runs = filter_runs(grid.runs, args.only)
+    grid_path, only = _grid_and_filters(args)
+    grid = load_grid(grid_path)
+    runs = filter_runs(grid.runs, only)
     return _print_table(grid.name, runs, results=Path(args.results), retries=args.retries,
                         stale_minutes=args.stale_lock_minutes, dry_run=False)
 
