@@ -537,9 +537,10 @@ def _previous_checkpoint(path: Path) -> Path:
     return path.with_name(path.name + ".prev")
 
 
-def _warn(warnings: list[str], message: str) -> None:
-    """A problem the run survives: printed once and kept in the record's ``warnings``."""
-    if message not in warnings:
+def _warn(warnings: list[str], message: str, *, once_per: str | None = None) -> None:
+    """A problem the run survives: printed and kept in the record's ``warnings``, once per
+    message (or per message starting with ``once_per``)."""
+    if not any(w.startswith(once_per or message) for w in warnings):
         warnings.append(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
@@ -568,7 +569,7 @@ def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metri
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         _warn(warnings, f"cannot write checkpoint {path} ({_first_line(exc)}); the run goes "
-                        "on without it")
+                        "on without it", once_per=f"cannot write checkpoint {path} ")
 
 
 def _read_checkpoint(path: Path) -> dict:

@@ -772,7 +772,8 @@ class _Session:
         """End the workers (their runs' checkpoints stay) and say how to resume."""
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         in_flight = {info.get("run_id") for _, info in self._own_locks()} & set(self.by_id)
-        locks.end_processes(locks.descendants(os.getpid()))
+        # atomic writes make a SIGKILL safe; loky's resource tracker ignores SIGTERM
+        locks.end_processes(locks.descendants(os.getpid()), timeout=1.0)
         states = self.state.states(self.runs)
         done = sum(s in ("ok", "failed") for s in states.values())
         kept = f" (checkpoints kept in {self.checkpoint_dir})" if in_flight else ""
