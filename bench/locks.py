@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -31,6 +32,8 @@ from typing import Any
 HOST = socket.gethostname()
 # a lock file still empty this long after creation belongs to a process that died creating it
 _EMPTY_GRACE_SECONDS = 60.0
+# progress (the epoch) is written at most this often, so that tiny epochs do not flood the disk
+PROGRESS_SECONDS = 1.0
 
 
 def new_token() -> str:
@@ -158,6 +161,7 @@ class RunLock:
         self._thread: threading.Thread | None = None
         self._mutex = threading.Lock()  # guards info (set from the training thread)
         self._io = threading.Lock()     # a heartbeat never rewrites the file after release
+        self._written = -math.inf       # monotonic time of the last progress write
 
     @property
     def nonce(self) -> str:
@@ -168,9 +172,13 @@ class RunLock:
         return current is not None and current.get("nonce") == self.nonce
 
     def set_progress(self, **fields: Any) -> None:
-        """Fields (e.g. the epoch) shown by ``bench status``; written with the next heartbeat."""
+        """Fields (e.g. the epoch) shown by ``bench status`` and the runner's progress bar;
+        written at once, at most every ``PROGRESS_SECONDS`` (else with the next heartbeat)."""
         with self._mutex:
             self.info.update(fields)
+        now = time.monotonic()
+        if now - self._written >= PROGRESS_SECONDS and self.heartbeat():
+            self._written = now
 
     def heartbeat(self) -> bool:
         """Refresh the timestamp; False when the lock was taken over (it is then left alone)."""

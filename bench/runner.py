@@ -44,6 +44,7 @@ from bench.errors import BenchError, ConfigError
 
 BACKENDS = ("loky", "dask", "ray")
 POLL_SECONDS = 2.0
+PROGRESS_SECONDS = 1.0  # how often the bar shows the epochs of the running runs
 # an own run whose heartbeat is this many intervals old is dead (its worker died elsewhere)
 _OWN_DEAD_BEATS = 3
 _RUN_ID_IN_NAME = re.compile(r"([0-9a-f]{16})(?:\.json|\.pt|\.lock)")
@@ -668,7 +669,24 @@ class _Session:
             self.tally.failed.add(run_id)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(failed=len(self.tally.failed), refresh=False)
+            self.bar.set_postfix_str(self.postfix(), refresh=False)
+
+    def postfix(self) -> str:
+        """The bar's tail: failed runs, and the epoch each run of this runner is at."""
+        running = []
+        for _, info in self._own_locks():
+            spec = self.by_id.get(info.get("run_id"))
+            if spec is not None and info.get("epoch"):
+                running.append(f"{spec.label} {spec.noise_label} s{spec.seed} "
+                               f"{info['epoch']}/{info.get('epochs')}")
+            elif spec is not None:
+                running.append(f"{spec.label} {spec.noise_label} s{spec.seed} starting")
+        return "; ".join([f"failed={len(self.tally.failed)}", *running])
+
+    def _watch_progress(self, stop: threading.Event) -> None:
+        while not stop.wait(PROGRESS_SECONDS):
+            with contextlib.suppress(Exception):  # a display must never stop the grid
+                self.bar.set_postfix_str(self.postfix())
 
     def _write(self, line: str) -> None:
         from tqdm import tqdm
@@ -754,14 +772,19 @@ class _Session:
                         desc=self.grid_name, dynamic_ncols=True,
                         # a bar is for a terminal; a log file gets the one line per run
                         disable=not (self.opts.progress and sys.stderr.isatty()))
-        self.bar.set_postfix(failed=len(self.tally.failed))
+        self.bar.set_postfix_str(self.postfix())
         _signalled.clear()
+        stop = threading.Event()
+        if not self.bar.disable:
+            threading.Thread(target=self._watch_progress, args=(stop,), daemon=True,
+                             name="progress").start()
         try:
             with stop_on_signals(), contextlib.ExitStack() as stack:
                 self._loop(stack)
         except KeyboardInterrupt as exc:
             raise self._interrupted(exc) from None
         finally:
+            stop.set()
             self.bar.close()
             self._release_dead_own_locks()
             if self.slot_dir is not None:
@@ -1020,7 +1043,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _print_table(grid.name, runs, results=opts.results, retries=opts.retries,
                             stale_minutes=opts.stale_lock_minutes, dry_run=True,
-                            reuse=opts.reuse)
+                            reuse=opts.reuse,
+                            threads=opts.threads or _default_threads(opts.jobs or 1))
     if args.download:
         download_datasets(runs, data_root=opts.data_root)
     return _Session(grid.name, runs, opts, grid_run_ids=[r.run_id for r in grid.runs]).run()
@@ -1067,7 +1091,8 @@ def cell_counts(runs: list[RunSpec], states: dict[str, str]) -> list[dict[str, A
 
 
 def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries: int,
-                 stale_minutes: float, dry_run: bool, reuse: bool = True) -> int:
+                 stale_minutes: float, dry_run: bool, reuse: bool = True,
+                 threads: int = 1) -> int:
     from tabulate import tabulate
 
     state = GridState(Path(results) / grid_name, max_attempts=retries + 1,
@@ -1104,7 +1129,7 @@ def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
         to_run = [s for s in runs if states[s.run_id] in ("pending", "retry")
                   and s.run_id not in twins]
         print(f"{len(to_run)} run(s) would run")
-        for line in _estimate_lines(_estimate(to_run)):
+        for line in _estimate_lines(_estimate(to_run)) + _cpu_estimate_lines(to_run, threads):
             print(line)
     return 0
 
@@ -1133,7 +1158,31 @@ def _estimate_lines(estimate: dict | None) -> list[str]:
     if isinstance(by_method, dict) and by_method:
         lines.append("  by method: " + ", ".join(
             f"{k} {v:.3g}" for k, v in sorted(by_method.items(), key=lambda kv: -kv[1])))
+    rates = estimate.get("throughput")
+    if isinstance(rates, dict) and rates:
+        lines.append("  GPU rates assumed (training images/s per network): " + ", ".join(
+            f"{k} {v:,.0f}" for k, v in sorted(rates.items())))
     lines += [f"  assuming {a}" for a in estimate.get("assumptions") or []]
+    return lines
+
+
+def _cpu_estimate_lines(runs: list[RunSpec], threads: int) -> list[str]:
+    """CPU-hours of ``runs`` on this machine, from cached or freshly calibrated rates."""
+    if not runs:
+        return []
+    try:
+        from bench.perf import estimate_grid_cpu_hours
+
+        est = estimate_grid_cpu_hours(runs, threads=threads, log=print)
+    except Exception as exc:  # an estimate must never stop a dry run
+        return [f"no CPU-hour estimate: {type(exc).__name__}: {_first_line(str(exc))}"]
+    lines = [f"estimated CPU-hours on this machine: {est['cpu_hours']:.3g}, one run after "
+             f"another at {est['threads']} thread(s) per run (--jobs J: about 1/J of it when "
+             f"J x {est['threads']} cores are free)"]
+    lines.append("  CPU rates (training images/s): " + ", ".join(
+        f"{label} {rate:,.0f} ({est['sources'][label]})"
+        for label, rate in sorted(est["rates"].items())))
+    lines.append(f"  on {est['device']}")
     return lines
 
 
