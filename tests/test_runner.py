@@ -525,3 +525,26 @@ def test_progress_shows_the_epoch_of_each_running_run(tmp_path, write_grid) -> N
     finally:
         lock.release()
     assert session.postfix() == "failed=0"
+
+
+def test_the_demo_trains_every_registered_method() -> None:
+    demo = load_grid(REPO / "bench" / "grids" / "demo.yaml")
+    assert sorted({r.method for r in demo.runs}) == sorted(METHODS.names())
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_clean_demo_removes_what_the_demo_wrote_and_nothing_else(tmp_path) -> None:
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    demo = ["results/demo/a.json", "results/demo/.locks/b.lock", "checkpoints/demo/c.pt",
+            "reports/demo/d.png", "reports/demo.md"]
+    others = ["results/jocor_mnist/e.json", "checkpoints/jocor_mnist/f.pt",
+              "reports/jocor_mnist.md", "reports/demo_extra.md", "reports/perf.json"]
+    for name in demo + others:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    done = subprocess.run(["make", "-s", "clean-demo"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert [n for n in demo if (tmp_path / n).exists()] == []
+    assert [n for n in others if not (tmp_path / n).exists()] == []
+    assert not (tmp_path / "results" / "demo").exists()
