@@ -49,7 +49,7 @@ PROGRESS_SECONDS = 1.0  # how often the bar shows the epochs of the running runs
 _OWN_DEAD_BEATS = 3
 _RUN_ID_IN_NAME = re.compile(r"([0-9a-f]{16})(?:\.json|\.pt|\.lock)")
 # what a batch scheduler (SLURM, systemd, docker) or a closed terminal sends
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
 # a lock without heartbeat this long is dead; under two heartbeats, live runs would be taken over
 MIN_STALE_LOCK_MINUTES = 1.0
 _stale_minutes = float_at_least(MIN_STALE_LOCK_MINUTES)
@@ -778,22 +778,24 @@ class _Session:
         if not self.bar.disable:
             threading.Thread(target=self._watch_progress, args=(stop,), daemon=True,
                              name="progress").start()
-        try:
-            with stop_on_signals(), contextlib.ExitStack() as stack:
-                self._loop(stack)
-        except KeyboardInterrupt as exc:
-            raise self._interrupted(exc) from None
-        finally:
-            stop.set()
-            self.bar.close()
-            self._release_dead_own_locks()
-            if self.slot_dir is not None:
-                shutil.rmtree(self.slot_dir, ignore_errors=True)
+        with stop_on_signals():  # also while cleaning up: a repeated signal is ignored
+            try:
+                with contextlib.ExitStack() as stack:
+                    self._loop(stack)
+            except KeyboardInterrupt as exc:
+                raise self._interrupted(exc) from None
+            finally:
+                stop.set()
+                self.bar.close()
+                self._release_dead_own_locks()
+                if self.slot_dir is not None:
+                    shutil.rmtree(self.slot_dir, ignore_errors=True)
         return self._report()
 
     def _interrupted(self, exc: KeyboardInterrupt) -> Interrupted:
         """End the workers (their runs' checkpoints stay) and say how to resume."""
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        _signalled.append(signum)  # stopping: a further SIGTERM or SIGHUP is ignored
         in_flight = {info.get("run_id") for _, info in self._own_locks()} & set(self.by_id)
         # atomic writes make a SIGKILL safe; loky's resource tracker ignores SIGTERM
         locks.end_processes(locks.descendants(os.getpid()), timeout=1.0)

@@ -121,13 +121,14 @@ def _wait_for(predicate, *, timeout: float) -> None:
 @pytest.mark.parametrize("signum", [
     signal.SIGTERM,
     # the same path; a second runner with two workers is ~30 s more on a loaded 2-core machine
-    pytest.param(signal.SIGHUP, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGHUP"])
+    pytest.param(signal.SIGHUP, marks=pytest.mark.slow),
+    pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGHUP", "SIGINT"])
 def test_a_stop_signal_ends_the_runner_and_its_workers_and_the_grid_resumes(
         signum, tmp_path, uninterrupted) -> None:
     """The signal reaches the runner alone (as docker and `kill PID` send it): its loky workers
     and resource tracker are ended, no lock is left, the in-flight checkpoints stay, one line
-    says what stopped, exit 143; a second run completes the grid with the records of an
-    uninterrupted run."""
+    says what stopped, exit 143 (130 for Ctrl-C); a second run completes the grid with the
+    records of an uninterrupted run."""
     g = grid(epochs=12, batch_size=16)
     reference = uninterrupted(g)
     path = write(tmp_path, g)
@@ -140,7 +141,7 @@ def test_a_stop_signal_ends_the_runner_and_its_workers_and_the_grid_resumes(
     assert tree and proc.poll() is None
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
+    assert proc.returncode == (130 if signum == signal.SIGINT else 143), err
     last = err.strip().splitlines()[-1]
     name = signal.Signals(signum).name
     assert re.fullmatch(rf"interrupted by {name}: [12] run\(s\) in progress stopped \(checkpoints "
