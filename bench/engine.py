@@ -437,8 +437,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     record["finished_at"] = _now()
-    if warnings:
-        record["warnings"] = warnings
+    record["warnings"] = warnings
     if results_dir is not None:
         store.write_record(Path(results_dir) / spec.filename, record)
     if ckpt_path is not None and record["status"] == "ok":
@@ -468,8 +467,8 @@ def _base_record(spec: RunSpec, dev: torch.device) -> dict:
                realised_noise_rate=None, transition_matrix=None, nominal_transition_matrix=None,
                metrics=_empty_metrics(), test_acc_last=None, test_acc_best=None,
                test_acc_last10=None, method_state={}, wall_seconds=None, device=str(dev),
-               env=environment(dev), status="running", error=None, started_at=_now(),
-               finished_at=None)
+               env=environment(dev), status="running", error=None, warnings=[],
+               started_at=_now(), finished_at=None)
     return rec
 
 
@@ -552,7 +551,7 @@ def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metri
     A checkpoint that cannot be written (a full or read-only disk) is a warning: the run goes
     on without it and the last good checkpoint stays.
     """
-    state = {"version": CHECKPOINT_VERSION, "next_epoch": next_epoch,
+    state = {"version": CHECKPOINT_VERSION, "run_id": ctx.spec.run_id, "next_epoch": next_epoch,
              "method": method.state_dict(), "rng": ctx.rng_state(),
              "metrics": json.dumps(metrics), "elapsed": elapsed}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -572,42 +571,65 @@ def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metri
                         "on without it", once_per=f"cannot write checkpoint {path} ")
 
 
-def _read_checkpoint(path: Path) -> dict:
+def _read_checkpoint(path: Path, run_id: str) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True)
     missing = {"version", "next_epoch", "method", "rng", "metrics", "elapsed"} - set(state)
     if missing:
         raise ValueError(f"no {', '.join(sorted(missing))}")
     if state["version"] != CHECKPOINT_VERSION:
         raise ValueError(f"unknown version {state['version']!r}")
+    if state.get("run_id", run_id) != run_id:  # checkpoints before run_id was kept: trusted
+        raise ValueError(f"it is run {state['run_id']}'s")
     return state
+
+
+def _check_fits(method, state: dict) -> None:
+    """The checkpoint holds exactly the method's state entries (a method's ``load_state_dict``
+    takes what it is given: another version's checkpoint would leave some state new, some old)."""
+    have, want = set(state), set(method.state_dict())
+    if have != want:
+        extra, absent = sorted(have - want), sorted(want - have)
+        raise ValueError("; ".join(part for part in (
+            f"unknown {', '.join(extra)}" if extra else "",
+            f"no {', '.join(absent)}" if absent else "") if part))
 
 
 def _load_checkpoint(path: Path, method, ctx: RunContext,
                      warnings: list[str]) -> tuple[int, dict, float] | None:
     """(next epoch, metrics, elapsed seconds) from the last readable checkpoint (``path``, else
-    the one before it), or None to start from scratch. A checkpoint that cannot be read is
-    moved aside (``<name>.damaged-<time>``) with a warning naming it. One that reads but does not
-    fit the method is moved aside too, and the attempt fails (the method's state may be half
-    loaded); the next attempt starts from the checkpoint before it or from scratch."""
+    the one before it), or None to start from scratch. A checkpoint that cannot be read, is
+    another run's, or lacks or adds state entries of the method is moved aside
+    (``<name>.damaged-<time>``) with a warning naming it. One whose entries the method then
+    refuses (a tensor of another shape) is moved aside too and the attempt fails, as the state
+    may be half loaded; the next attempt starts from the checkpoint before it or from scratch."""
     for candidate in (path, _previous_checkpoint(path)):
         if not candidate.is_file():
             continue
         try:
-            state = _read_checkpoint(candidate)
-        except Exception as exc:  # truncated, not a torch file, another format
-            aside = store.move_aside(candidate)
-            _warn(warnings, f"checkpoint {candidate} cannot be read ({_first_line(exc)}); moved "
-                            f"to {aside.name}, resuming from the one before it or from scratch")
+            state = _read_checkpoint(candidate, ctx.spec.run_id)
+            _check_fits(method, state["method"])
+        except Exception as exc:  # truncated, another format, another run or method version
+            then = ("resuming from the checkpoint before it, if any, else from scratch"
+                    if candidate == path else "starting from scratch")
+            _warn(warnings, f"checkpoint {candidate} cannot be read ({_first_line(exc)}); "
+                            f"{_set_aside(candidate)}, {then}")
             continue
         try:
             method.load_state_dict(state["method"])
             ctx.set_rng_state(state["rng"])
         except Exception as exc:
-            aside = store.move_aside(candidate)
-            raise RuntimeError(f"checkpoint {candidate} does not fit this run "
-                               f"({_first_line(exc)}); moved to {aside.name}") from exc
+            raise RuntimeError(f"checkpoint {candidate} does not fit this run, "
+                               f"{_set_aside(candidate)} ({_first_line(exc)})") from exc
         return int(state["next_epoch"]), json.loads(state["metrics"]), float(state["elapsed"])
     return None
+
+
+def _set_aside(path: Path) -> str:
+    """Move a damaged checkpoint aside; says where (or why it stays, to be skipped again)."""
+    try:
+        return f"moved to {store.move_aside(path).name}"
+    except OSError as exc:
+        return f"left in place ({exc.strerror or exc})"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -162,6 +162,7 @@ def _checkpointed(tmp_path: Path, g: dict, *, stop_after: int) -> tuple[Path, ru
     """Checkpoints of the grid's first run stopped after epoch ``stop_after`` (every epoch)."""
     from bench import engine
 
+    tmp_path.mkdir(exist_ok=True)
     spec = load_grid(write(tmp_path, g)).runs[0]
     ckpts = tmp_path / "checkpoints" / "g"
     assert engine.run(spec, device="cpu", checkpoint_dir=ckpts, checkpoint_every=1,
@@ -200,6 +201,50 @@ def test_a_truncated_checkpoint_is_named_moved_aside_and_the_run_restarts(
     rec = records(tmp_path / "results" / "g")[spec.run_id]
     assert rec["attempts"] == 1 and any(warning in w for w in rec["warnings"])
     assert not ckpt.exists() and not previous.exists()
+
+
+def test_another_runs_checkpoint_is_moved_aside_and_the_run_starts_afresh(
+        tmp_path, capsys, uninterrupted) -> None:
+    """A one-network run's checkpoint under a Co-teaching run's name (a copied folder, a
+    renamed file): it is never loaded into the wrong method."""
+    g = {**grid(epochs=3), "methods": {"coteaching": {"num_gradual": 2}}}
+    reference = uninterrupted(g)
+    foreign, other = _checkpointed(tmp_path / "other", grid(epochs=3), stop_after=0)
+    target = load_grid(write(tmp_path, g)).runs[0]
+    ckpt = tmp_path / "checkpoints" / "g" / f"{target.run_id}.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(foreign.read_bytes())
+    assert runner.run_grid(tmp_path / "g.yaml", options=options(tmp_path, retries=0)) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: checkpoint {ckpt} cannot be read (it is run {other.run_id}'s); moved to "
+            f"{ckpt.name}.damaged-") in err
+    assert_same_records(tmp_path / "results" / "g", reference)
+    assert records(tmp_path / "results" / "g")[target.run_id]["attempts"] == 1
+
+
+def test_a_checkpoint_the_method_refuses_fails_one_attempt_and_the_retry_starts_afresh(
+        tmp_path, capsys, uninterrupted) -> None:
+    """The run's own checkpoint with a weight of another shape: loading may have changed part
+    of the state, so the attempt fails naming the file (moved aside); the retry starts afresh
+    and ends with the uninterrupted record."""
+    import torch
+
+    g = grid(epochs=3)
+    reference = uninterrupted(g)
+    ckpt, spec = _checkpointed(tmp_path, g, stop_after=0)
+    state = torch.load(ckpt, weights_only=True)
+    net = state["method"]["net1"]
+    first = next(iter(net))
+    net[first] = torch.zeros(3, 3)
+    torch.save(state, ckpt)
+    assert runner.run_grid(tmp_path / "g.yaml", options=options(tmp_path, retries=1)) == 0
+    out = capsys.readouterr().out
+    # the run line keeps the error's first 160 characters
+    line = f"attempt 1/2, will retry: RuntimeError: checkpoint {ckpt} does not fit this run, "
+    assert line[:140] in out, out
+    assert len(list(ckpt.parent.glob(f"{ckpt.name}.damaged-*"))) == 1
+    assert_same_records(tmp_path / "results" / "g", reference)
+    assert records(tmp_path / "results" / "g")[spec.run_id]["attempts"] == 2
 
 
 @pytest.fixture
