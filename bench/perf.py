@@ -743,7 +743,11 @@ def _calibrate_cpu(network: str, shape, classes: int, batch: int) -> float:
     torch.manual_seed(0)
     step = engine_step(network, shape, batch=batch, device=torch.device("cpu"),
                        num_classes=classes, n=batch * 8)
-    steps, seconds = time_steps(step, device=torch.device("cpu"), warmup=1, steps=None,
+    t0 = time.perf_counter()
+    step()  # untimed; its pace sets the count, so that a ResNet takes two steps, an MLP many
+    first = time.perf_counter() - t0
+    steps, seconds = time_steps(step, device=torch.device("cpu"), warmup=0,
+                                steps=int(min(500, max(1, CALIBRATION_SECONDS // first))),
                                 min_seconds=CALIBRATION_SECONDS)
     return steps * batch / seconds
 
