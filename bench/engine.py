@@ -18,7 +18,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -537,11 +536,10 @@ def _previous_checkpoint(path: Path) -> Path:
 
 
 def _warn(warnings: list[str], message: str, *, once_per: str | None = None) -> None:
-    """A problem the run survives: printed and kept in the record's ``warnings``, once per
-    message (or per message starting with ``once_per``)."""
+    """A problem the run survives, kept in the record's ``warnings`` (which the runner prints
+    with the run's line), once per message (or per message starting with ``once_per``)."""
     if not any(w.startswith(once_per or message) for w in warnings):
         warnings.append(message)
-        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metrics: dict,
@@ -633,8 +631,10 @@ def _set_aside(path: Path) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    """The error's first sentence (torch's go on with advice), or its type's name."""
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    end = text.find(". ", 40)
+    return text[:end] if end > 0 else text
 
 
 def _remove_checkpoints(path: Path) -> None:

@@ -997,7 +997,8 @@ def _grid_and_filters(args: argparse.Namespace) -> tuple[str, list[str]]:
     only = list(args.only)
     grid = args.grid
     if grid is None:
-        files = [o for o in only if "=" not in o]
+        files = [o for o in only if "=" not in o
+                 and (o.endswith((".yaml", ".yml")) or Path(o).is_file())]
         if len(files) != 1:
             raise ConfigError("a grid file is required, e.g. python -m bench "
                               f"{args.command} bench/grids/demo.yaml")
