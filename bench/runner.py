@@ -494,6 +494,7 @@ class _Session:
         self.tally = _Tally()
         self.bar = None
         self.idle_crashes = 0
+        self._foreign_children: set[int] = set()
 
     # -- devices ---------------------------------------------------------------------------
     def _device_pool(self) -> tuple[str | None, tuple[str, ...]]:
@@ -774,6 +775,8 @@ class _Session:
                         disable=not (self.opts.progress and sys.stderr.isatty()))
         self.bar.set_postfix_str(self.postfix())
         _signalled.clear()
+        # processes of the caller (a notebook's, a test runner's) are not this runner's to end
+        self._foreign_children = set(locks.descendants(os.getpid()))
         stop = threading.Event()
         if not self.bar.disable:
             threading.Thread(target=self._watch_progress, args=(stop,), daemon=True,
@@ -798,7 +801,8 @@ class _Session:
         _signalled.append(signum)  # stopping: a further SIGTERM or SIGHUP is ignored
         in_flight = {info.get("run_id") for _, info in self._own_locks()} & set(self.by_id)
         # atomic writes make a SIGKILL safe; loky's resource tracker ignores SIGTERM
-        locks.end_processes(locks.descendants(os.getpid()), timeout=1.0)
+        ours = [p for p in locks.descendants(os.getpid()) if p not in self._foreign_children]
+        locks.end_processes(ours, timeout=1.0)
         states = self.state.states(self.runs)
         done = sum(s in ("ok", "failed") for s in states.values())
         kept = f" (checkpoints kept in {self.checkpoint_dir})" if in_flight else ""
