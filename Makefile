@@ -37,6 +37,10 @@ report: $(STAMP)
 perf: $(STAMP)
 	$(PY) -m bench.perf
 
+# what `make demo` wrote: its records (and lock folder), checkpoints and report; nothing else
+clean-demo:
+	rm -rf results/demo checkpoints/demo reports/demo reports/demo.md
+
 bench-mnist: $(STAMP)
 	$(RUN) bench/grids/jocor_mnist.yaml --jobs $(JOBS)
 	$(REPORT) --grid jocor_mnist

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, OneLineParser, quiet_broken_pipe
 from bench.errors import BenchError
 
 
@@ -31,8 +32,8 @@ def _cmd_perf(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from bench import runner
 
-    parser = argparse.ArgumentParser(prog="python -m bench",
-                                     description="lnlbench: noisy-label learning benchmark")
+    parser = OneLineParser(prog="python -m bench",
+                           description="lnlbench: noisy-label learning benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
     runner.add_subcommands(sub)
     p = sub.add_parser("list", help="list datasets, noise models, networks and methods")
@@ -55,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `python -m bench status GRID | head`
+        return quiet_broken_pipe()
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP during `run`
+        print(str(exc) or "interrupted", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

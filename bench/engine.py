@@ -440,6 +440,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
     t0 = time.perf_counter()
     elapsed_before = 0.0
     ckpt_path = Path(checkpoint_dir) / f"{spec.run_id}.pt" if checkpoint_dir else None
+    warnings: list[str] = []  # problems the run survived (a checkpoint it could not write...)
     try:
         torch.manual_seed(spec.seed)
         data, noisy, info = prepare(spec, dev, data_root=data_root, verify=verify_data)
@@ -457,8 +458,10 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
                (data.val_images.to(dev), torch.as_tensor(data.val_labels, device=dev)))
         metrics = _empty_metrics()
         first = spec.train.start_epoch
-        if ckpt_path is not None and ckpt_path.is_file():
-            first, metrics, elapsed_before = _load_checkpoint(ckpt_path, method, ctx)
+        resumed = (_load_checkpoint(ckpt_path, method, ctx, warnings)
+                   if ckpt_path is not None else None)
+        if resumed is not None:
+            first, metrics, elapsed_before = resumed
         record["metrics"] = metrics  # a failed record keeps the epochs it completed
         for epoch in range(first, spec.train.epochs):
             ctx.apply_schedule(epoch)
@@ -478,11 +481,11 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
             last = epoch == spec.train.epochs - 1
             if ckpt_path is not None and not last and (epoch + 1 - first) % checkpoint_every == 0:
                 _save_checkpoint(ckpt_path, epoch + 1, method, ctx, metrics,
-                                 elapsed_before + time.perf_counter() - t0)
+                                 elapsed_before + time.perf_counter() - t0, warnings)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 if ckpt_path is not None:
                     _save_checkpoint(ckpt_path, epoch + 1, method, ctx, metrics,
-                                     elapsed_before + time.perf_counter() - t0)
+                                     elapsed_before + time.perf_counter() - t0, warnings)
                 return {}
         record.update(_final_metrics(metrics))
         record.update(_clean_val_choice(method, metrics))
@@ -499,10 +502,11 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     record["finished_at"] = _now()
+    record["warnings"] = warnings
     if results_dir is not None:
         store.write_record(Path(results_dir) / spec.filename, record)
     if ckpt_path is not None and record["status"] == "ok":
-        ckpt_path.unlink(missing_ok=True)
+        _remove_checkpoints(ckpt_path)
     return record
 
 
@@ -530,7 +534,7 @@ def _base_record(spec: RunSpec, dev: torch.device) -> dict:
                test_acc_last10=None, test_acc_clean_val=None, clean_val_epoch=None,
                data_split=None, method_state={}, wall_seconds=None, device=str(dev),
                env=environment(dev, precision=spec.train.precision), status="running",
-               error=None, started_at=_now(), finished_at=None)
+               error=None, warnings=[], started_at=_now(), finished_at=None)
     return rec
 
 
@@ -609,24 +613,113 @@ def _clean_val_choice(method, metrics: dict) -> dict:
             "clean_val_epoch": None if pos is None else metrics["epoch"][pos]}
 
 
+def _previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before the last one is kept (for when the last one is damaged)."""
+    return path.with_name(path.name + ".prev")
+
+
+def _warn(warnings: list[str], message: str, *, once_per: str | None = None) -> None:
+    """A problem the run survives, kept in the record's ``warnings`` (which the runner prints
+    with the run's line), once per message (or per message starting with ``once_per``)."""
+    if not any(w.startswith(once_per or message) for w in warnings):
+        warnings.append(message)
+
+
 def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metrics: dict,
-                     elapsed: float) -> None:
-    state = {"version": CHECKPOINT_VERSION, "next_epoch": next_epoch,
+                     elapsed: float, warnings: list[str]) -> None:
+    """Write the run's full state atomically, keeping the previous checkpoint as ``.prev``.
+
+    A checkpoint that cannot be written (a full or read-only disk) is a warning: the run goes
+    on without it and the last good checkpoint stays.
+    """
+    state = {"version": CHECKPOINT_VERSION, "run_id": ctx.spec.run_id, "next_epoch": next_epoch,
              "method": method.state_dict(), "rng": ctx.rng_state(),
              "metrics": json.dumps(metrics), "elapsed": elapsed}
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.replace(path, _previous_checkpoint(path))
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _warn(warnings, f"cannot write checkpoint {path} ({_first_line(exc)}); the run goes "
+                        "on without it", once_per=f"cannot write checkpoint {path} ")
 
 
-def _load_checkpoint(path: Path, method, ctx: RunContext) -> tuple[int, dict, float]:
+def _read_checkpoint(path: Path, run_id: str) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise RuntimeError(f"checkpoint {path} has an unknown version")
-    method.load_state_dict(state["method"])
-    ctx.set_rng_state(state["rng"])
-    return int(state["next_epoch"]), json.loads(state["metrics"]), float(state["elapsed"])
+    missing = {"version", "next_epoch", "method", "rng", "metrics", "elapsed"} - set(state)
+    if missing:
+        raise ValueError(f"no {', '.join(sorted(missing))}")
+    if state["version"] != CHECKPOINT_VERSION:
+        raise ValueError(f"unknown version {state['version']!r}")
+    if state.get("run_id", run_id) != run_id:  # checkpoints before run_id was kept: trusted
+        raise ValueError(f"it is run {state['run_id']}'s")
+    return state
+
+
+def _check_fits(method, state: dict) -> None:
+    """The checkpoint holds exactly the method's state entries (a method's ``load_state_dict``
+    takes what it is given: another version's checkpoint would leave some state new, some old)."""
+    have, want = set(state), set(method.state_dict())
+    if have != want:
+        extra, absent = sorted(have - want), sorted(want - have)
+        raise ValueError("; ".join(part for part in (
+            f"unknown {', '.join(extra)}" if extra else "",
+            f"no {', '.join(absent)}" if absent else "") if part))
+
+
+def _load_checkpoint(path: Path, method, ctx: RunContext,
+                     warnings: list[str]) -> tuple[int, dict, float] | None:
+    """(next epoch, metrics, elapsed seconds) from the last readable checkpoint (``path``, else
+    the one before it), or None to start from scratch. A checkpoint that cannot be read, is
+    another run's, or lacks or adds state entries of the method is moved aside
+    (``<name>.damaged-<time>``) with a warning naming it. One whose entries the method then
+    refuses (a tensor of another shape) is moved aside too and the attempt fails, as the state
+    may be half loaded; the next attempt starts from the checkpoint before it or from scratch."""
+    for candidate in (path, _previous_checkpoint(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            state = _read_checkpoint(candidate, ctx.spec.run_id)
+            _check_fits(method, state["method"])
+        except Exception as exc:  # truncated, another format, another run or method version
+            then = ("resuming from the checkpoint before it, if any, else from scratch"
+                    if candidate == path else "starting from scratch")
+            _warn(warnings, f"checkpoint {candidate} cannot be read ({_first_line(exc)}); "
+                            f"{_set_aside(candidate)}, {then}")
+            continue
+        try:
+            method.load_state_dict(state["method"])
+            ctx.set_rng_state(state["rng"])
+        except Exception as exc:
+            raise RuntimeError(f"checkpoint {candidate} does not fit this run, "
+                               f"{_set_aside(candidate)} ({_first_line(exc)})") from exc
+        return int(state["next_epoch"]), json.loads(state["metrics"]), float(state["elapsed"])
+    return None
+
+
+def _set_aside(path: Path) -> str:
+    """Move a damaged checkpoint aside; says where (or why it stays, to be skipped again)."""
+    try:
+        return f"moved to {store.move_aside(path).name}"
+    except OSError as exc:
+        return f"left in place ({exc.strerror or exc})"
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's first sentence (torch's go on with advice), or its type's name."""
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    end = text.find(". ", 40)
+    return text[:end] if end > 0 else text
+
+
+def _remove_checkpoints(path: Path) -> None:
+    for p in (path, _previous_checkpoint(path)):
+        p.unlink(missing_ok=True)

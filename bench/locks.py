@@ -17,8 +17,11 @@ cannot both break the same lock and then both claim the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -29,6 +32,8 @@ from typing import Any
 HOST = socket.gethostname()
 # a lock file still empty this long after creation belongs to a process that died creating it
 _EMPTY_GRACE_SECONDS = 60.0
+# progress (the epoch) is written at most this often, so that tiny epochs do not flood the disk
+PROGRESS_SECONDS = 1.0
 
 
 def new_token() -> str:
@@ -61,6 +66,40 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     if fields[0] in ("Z", "X"):
         return False
     return start is None or fields[19] == start
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of every living descendant of ``pid`` on this host (Linux ``/proc``; an empty
+    list where there is none), children before grandchildren."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in ("Z", "X"):
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        children = parents.get(queue.pop(0), [])
+        found += children
+        queue += children
+    return found
+
+
+def end_processes(pids: list[int], *, timeout: float = 5.0) -> None:
+    """SIGTERM ``pids``, then SIGKILL those still running after ``timeout`` seconds."""
+    starts = {pid: process_start_time(pid) for pid in pids}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids = [p for p in pids if pid_alive(p, starts[p])]
+            if not pids:
+                return
+            time.sleep(0.05)
 
 
 def owner_info(*, runner: str, run_id: str, nonce: str | None = None, **extra: Any) -> dict:
@@ -122,6 +161,7 @@ class RunLock:
         self._thread: threading.Thread | None = None
         self._mutex = threading.Lock()  # guards info (set from the training thread)
         self._io = threading.Lock()     # a heartbeat never rewrites the file after release
+        self._written = -math.inf       # monotonic time of the last progress write
 
     @property
     def nonce(self) -> str:
@@ -132,9 +172,13 @@ class RunLock:
         return current is not None and current.get("nonce") == self.nonce
 
     def set_progress(self, **fields: Any) -> None:
-        """Fields (e.g. the epoch) shown by ``bench status``; written with the next heartbeat."""
+        """Fields (e.g. the epoch) shown by ``bench status`` and the runner's progress bar;
+        written at once, at most every ``PROGRESS_SECONDS`` (else with the next heartbeat)."""
         with self._mutex:
             self.info.update(fields)
+        now = time.monotonic()
+        if now - self._written >= PROGRESS_SECONDS and self.heartbeat():
+            self._written = now
 
     def heartbeat(self) -> bool:
         """Refresh the timestamp; False when the lock was taken over (it is then left alone)."""

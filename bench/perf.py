@@ -705,16 +705,140 @@ def estimate_grid_hours(runs: Iterable, *, throughput: dict[str, float] | None =
             unknown.add(spec.method)
         if spec.dataset not in DATASET_SHAPES:
             unknown_data.add(spec.dataset)
-    assumptions = ["per-epoch test evaluation counted as forwards (1/3 of a training step)",
-                   ("cnn6 at its fused rate, which `bench run --fuse-seeds` reaches for standard, "
-                    "coteaching, decoupling and jocor; the other methods' cnn6 runs train "
-                    "unfused, so their share is a lower bound")]
+    assumptions = ["per-epoch test evaluation counted as forwards (1/3 of a training step)"]
+    if "cnn6" in used:
+        assumptions.append("cnn6 at its fused rate, which `bench run --fuse-seeds` reaches for "
+                           "standard, coteaching, decoupling and jocor; the other methods' cnn6 "
+                           "runs train unfused, so their share is a lower bound")
     if unknown_data:
         assumptions.append("CIFAR-10 sizes assumed for " + ", ".join(sorted(unknown_data)))
     if unknown:
         assumptions.append("one training pass per epoch for " + ", ".join(sorted(unknown)))
     return {"gpu_hours": total, "runs": count, "by_grid": by_grid, "by_method": by_method,
             "throughput": used, "throughput_source": source, "assumptions": assumptions}
+
+
+# ---- CPU cost ---------------------------------------------------------------------------------
+
+CALIBRATION_SECONDS = 0.3         # timed region of one calibration (after one untimed step)
+
+
+def cache_path() -> Path:
+    """The per-device cache of measured CPU throughput: ``$LNLBENCH_CACHE/perf-cpu.json``,
+    else ``$XDG_CACHE_HOME/lnlbench/perf-cpu.json`` (``~/.cache/lnlbench/perf-cpu.json``)."""
+    root = os.environ.get("LNLBENCH_CACHE")
+    if root:
+        return Path(root).expanduser() / "perf-cpu.json"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "lnlbench" / "perf-cpu.json"
+
+
+def _cpu_key(spec) -> tuple[str, str, tuple[int, int, int], int, int]:
+    """What a run's CPU rate depends on: (label, network, input shape, classes, batch)."""
+    _, _, shape, classes = DATASET_SHAPES.get(spec.dataset, DATASET_SHAPES["cifar10"])
+    label = (f"{spec.network} {'x'.join(map(str, shape))} {classes} classes "
+             f"batch {spec.train.batch_size}")
+    return label, spec.network, shape, classes, spec.train.batch_size
+
+
+def _calibrate_cpu(network: str, shape, classes: int, batch: int) -> float:
+    """Training images per second of one engine step on this CPU (a short timing)."""
+    torch.manual_seed(0)
+    step = engine_step(network, shape, batch=batch, device=torch.device("cpu"),
+                       num_classes=classes, n=batch * 8)
+    t0 = time.perf_counter()
+    step()  # untimed; its pace sets the count, so that a ResNet takes two steps, an MLP many
+    first = time.perf_counter() - t0
+    steps, seconds = time_steps(step, device=torch.device("cpu"), warmup=0,
+                                steps=int(min(500, max(1, CALIBRATION_SECONDS // first))),
+                                min_seconds=CALIBRATION_SECONDS)
+    return steps * batch / seconds
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, data: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: measure again next time
+        pass
+
+
+def cpu_rates(runs: Iterable, *, threads: int | None = None, calibrate: bool = True,
+              cache: Path | None = None, log: Callable[[str], None] | None = None
+              ) -> tuple[dict[str, float], dict[str, str], str]:
+    """(label -> CPU training images/s, label -> "cached" | "measured now" | "unmeasured",
+    device) for the (network, input shape, classes, batch) combinations of ``runs``, at
+    ``threads`` torch threads (default: the current count).
+
+    Rates come from :func:`cache_path` (keyed by the CPU model and thread count); missing ones
+    are measured with a short calibration (``calibrate``) and cached.
+    """
+    cache = cache or cache_path()
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        device = device_name(torch.device("cpu"))
+        data = _read_cache(cache)
+        known = data.get(device, {})
+        rates, sources = {}, {}
+        for label, network, shape, classes, batch in sorted({_cpu_key(r) for r in runs}):
+            if isinstance(known.get(label), (int, float)) and known[label] > 0:
+                rates[label], sources[label] = float(known[label]), "cached"
+            elif calibrate:
+                if log is not None:
+                    log(f"calibrating the CPU throughput of {label} (once; cached in {cache})")
+                rates[label], sources[label] = _calibrate_cpu(network, shape, classes,
+                                                              batch), "measured now"
+                known[label] = rates[label]
+            else:
+                sources[label] = "unmeasured"
+        if any(v == "measured now" for v in sources.values()):
+            data[device] = known
+            _write_cache(cache, data)
+        return rates, sources, device
+    finally:
+        torch.set_num_threads(before)
+
+
+def estimate_grid_cpu_hours(runs: Iterable, *, threads: int | None = None,
+                            calibrate: bool = True, cache: Path | None = None,
+                            log: Callable[[str], None] | None = None) -> dict:
+    """Estimated CPU-hours of run specifications on this machine: the same network-images as
+    :func:`estimate_grid_hours`, divided by this CPU's measured training images per second for
+    each (network, input shape, classes, batch) of the runs (:func:`cpu_rates`), each run at
+    ``threads`` torch threads. Hours of one run after another; ``--jobs J`` runs side by side
+    take about 1/J of it when J x threads cores are free.
+
+    Returns {"cpu_hours": total or None (a rate unmeasured), "runs": count, "by_method":
+    {method: hours}, "rates": {label: images/s}, "sources": {label: where from}, "device": str,
+    "threads": int}.
+    """
+    runs = list(runs)
+    rates, sources, device = cpu_rates(runs, threads=threads, calibrate=calibrate,
+                                       cache=cache, log=log)
+    by_method: dict[str, float] = {}
+    total: float | None = 0.0
+    for spec in runs:
+        label = _cpu_key(spec)[0]
+        if label not in rates:
+            total = None
+            continue
+        hours = _network_images(spec) / rates[label] / 3600.0
+        by_method[spec.method] = by_method.get(spec.method, 0.0) + hours
+        total = None if total is None else total + hours
+    return {"cpu_hours": total, "runs": len(runs), "by_method": by_method, "rates": rates,
+            "sources": sources, "device": device, "threads": threads or torch.get_num_threads()}
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.cli import OneLineParser, float_above, int_at_least
 from bench.errors import BenchError
 from bench.left_out import GRIDS_DIR, left_out_lines, split_runs
 from bench.papers import load_paper_numbers, lookup
@@ -126,8 +127,13 @@ def load_grid_runs(results_dir: Path, grid: str, *, grids_dir: Path = GRIDS_DIR)
         runs, left = split_runs(records, grid, grids_dir=grids_dir)
     except (OSError, ValueError, BenchError) as err:
         raise ReportError(f"cannot read the records of grid {grid!r}: {err}") from None
+    damaged = list(records.attrs.get("left_out") or [])
+    for path, reason in damaged:
+        print(f"warning: record left out of the report: {path}: {reason}", file=sys.stderr)
     if runs.empty:
         why = f": {len(left)} left out, e.g. {left['why'].iloc[0]}" if len(left) else ""
+        if damaged:
+            why += f"; {len(damaged)} damaged file(s), e.g. {damaged[0][0]}: {damaged[0][1]}"
         raise ReportError(f"no successful runs in {results_dir / grid}{why}")
     runs = runs.copy()
     for col, default in (("label", None), ("paper", None), ("protocol", None), ("noise_variant", None),
@@ -140,7 +146,7 @@ def load_grid_runs(results_dir: Path, grid: str, *, grids_dir: Path = GRIDS_DIR)
     # "" rather than None so that groupby keeps cells without a variant together.
     runs["noise_variant"] = runs["noise_variant"].fillna("").astype(str)
     runs.attrs = {}
-    return runs, left, list(records.attrs.get("left_out") or [])
+    return runs, left, damaged
 
 
 def grid_protocol(runs: pd.DataFrame) -> str:
@@ -911,15 +917,15 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results", help="folder of run records (default: results)")
     p.add_argument("--out", default="reports", help="folder for the reports (default: reports)")
     p.add_argument("--grid", default=None, help="report on this grid only (default: every grid)")
     p.add_argument("--protocol", choices=PROTOCOLS, default=None,
                    help="accuracy to report (default: the grid's reference.protocol, else last10)")
-    p.add_argument("--margin", type=float, default=1.0, help="equivalence margin in accuracy points (default 1)")
+    p.add_argument("--margin", type=float_above(0), default=1.0, help="equivalence margin in accuracy points (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--n-boot", type=int_at_least(100), default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--no-figures", action="store_true", help="write no PNG files")
     p.add_argument("--default-paper-runs", type=_at_least_two, default=5,
                    help="run count assumed where a paper gives a std but no n (default 5)")
@@ -944,6 +950,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                n_boot=args.n_boot, default_paper_runs=args.default_paper_runs)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only or full --out folder
+        print(f"error: cannot write the report: {err.strerror or err}: {err.filename or args.out}",
+              file=sys.stderr)
         return 2
     for path in written:
         print(path)

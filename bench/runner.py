@@ -27,8 +27,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,14 +38,59 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from bench import locks, store
+from bench.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, float_at_least, int_at_least
 from bench.config import RunSpec, filter_runs, load_grid
 from bench.errors import BenchError, ConfigError
 
 BACKENDS = ("loky", "dask", "ray")
 POLL_SECONDS = 2.0
+PROGRESS_SECONDS = 1.0  # how often the bar shows the epochs of the running runs
 # an own run whose heartbeat is this many intervals old is dead (its worker died elsewhere)
 _OWN_DEAD_BEATS = 3
 _RUN_ID_IN_NAME = re.compile(r"([0-9a-f]{16})(?:\.json|\.pt|\.lock)")
+# what a batch scheduler (SLURM, systemd, docker) or a closed terminal sends
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+# a lock without heartbeat this long is dead; under two heartbeats, live runs would be taken over
+MIN_STALE_LOCK_MINUTES = 1.0
+_stale_minutes = float_at_least(MIN_STALE_LOCK_MINUTES)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The runner was stopped by a signal: Ctrl-C (SIGINT), SIGTERM or SIGHUP.
+
+    A subclass of KeyboardInterrupt, so that joblib and the runner stop a grid on SIGTERM
+    exactly as on Ctrl-C. ``exit_code``: 130 for SIGINT, 143 for SIGTERM and SIGHUP.
+    """
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        self.signum = signum
+        self.exit_code = EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
+        super().__init__(message or f"interrupted by {signal.Signals(signum).name}")
+
+
+_signalled: list[int] = []  # the stop signals received by this process
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` in the main thread (once;
+    a repeated signal during the clean-up is ignored). Outside the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame) -> None:
+        first = not _signalled
+        _signalled.append(signum)
+        if first:
+            raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @dataclass(frozen=True)
@@ -103,11 +150,11 @@ def _attempts(record: dict | None) -> int:
 
 
 def _read_record(path: str | Path) -> dict | None:
+    """The valid record at ``path``; None when there is none or it is damaged (the runner
+    moves a damaged one aside before it trains the run again)."""
     try:
-        return store.read_record(path)
-    except FileNotFoundError:
-        return None
-    except ValueError:  # cannot happen with atomic writes; treat a damaged file as no record
+        return store.read_valid_record(path)
+    except (FileNotFoundError, store.DamagedRecord):
         return None
 
 
@@ -120,6 +167,7 @@ def _outcome(task: _Task, status: str, *, record: dict | None = None, error: str
             "test_acc_last10": rec.get("test_acc_last10"),
             "wall_seconds": rec.get("wall_seconds"), "device": rec.get("device"),
             "error": error if error is not None else rec.get("error"),
+            "warnings": list(rec.get("warnings") or []) if fresh else [],
             "reused_from": rec.get("reused_from", {}).get("grid") if fresh else None}
 
 
@@ -153,7 +201,14 @@ def _reuse(task: _Task, twin: Path, rec: dict) -> dict:
 def _settle(task: _Task) -> tuple[dict | None, dict | None]:
     """(outcome, previous record) of a claimed run: an outcome when it needs no training (it is
     recorded, out of attempts, or copied from another grid's identical run), else None."""
-    previous = _read_record(task.record_path)
+    try:
+        previous = store.read_valid_record(task.record_path)
+    except FileNotFoundError:
+        previous = None
+    except store.DamagedRecord:  # damaged after the runner's scan; kept for a look
+        with contextlib.suppress(FileNotFoundError):
+            store.move_aside(task.record_path)
+        previous = None
     if previous is not None and (previous.get("status") == "ok"
                                  or _attempts(previous) >= task.max_attempts):
         return _outcome(task, previous.get("status", "failed"), record=previous,
@@ -290,9 +345,13 @@ class GridState:
         self.max_attempts = max_attempts
         self.stale_seconds = stale_seconds
         self._cache: dict[str, tuple[int, _Summary]] = {}
+        self.damaged: dict[str, tuple[Path, str]] = {}  # run_id -> (path, reason)
 
     def summary(self, spec: RunSpec) -> _Summary | None:
+        """The run's record in short; None when there is none or it is damaged (then named in
+        :attr:`damaged`)."""
         path = self.grid_dir / spec.filename
+        self.damaged.pop(spec.run_id, None)
         try:
             mtime = path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -300,8 +359,12 @@ class GridState:
         cached = self._cache.get(spec.run_id)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        rec = _read_record(path)
-        if rec is None:
+        try:
+            rec = store.read_valid_record(path)
+        except FileNotFoundError:
+            return None
+        except store.DamagedRecord as exc:
+            self.damaged[spec.run_id] = (path, exc.reason)
             return None
         summary = _Summary(rec.get("status", "failed"), _attempts(rec), rec.get("test_acc_last10"),
                            rec.get("wall_seconds"), rec.get("error"))
@@ -402,6 +465,10 @@ class _Session:
             raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}")
         if opts.retries < 0 or opts.checkpoint_every < 1:
             raise ConfigError("--retries must be >= 0 and --checkpoint-every >= 1")
+        if opts.stale_lock_minutes * 60.0 < 2 * opts.heartbeat_seconds:
+            raise ConfigError(f"--stale-lock-minutes {opts.stale_lock_minutes:g} is under two "
+                              f"heartbeats ({opts.heartbeat_seconds:g} s): live runs would be "
+                              "taken over and trained twice")
         self.grid_name = grid_name
         self.runs = runs
         self.by_id = {r.run_id: r for r in runs}
@@ -427,6 +494,7 @@ class _Session:
         self.tally = _Tally()
         self.bar = None
         self.idle_crashes = 0
+        self._foreign_children: set[int] = set()
 
     # -- devices ---------------------------------------------------------------------------
     def _device_pool(self) -> tuple[str | None, tuple[str, ...]]:
@@ -467,7 +535,11 @@ class _Session:
                                  "pip install 'lnlbench[dask]'") from None
             cluster = None
             if opts.scheduler:
-                client = Client(opts.scheduler)
+                try:
+                    client = Client(opts.scheduler)
+                except (OSError, TimeoutError) as exc:
+                    raise BenchError(f"cannot reach the dask scheduler at {opts.scheduler}: "
+                                     f"{_first_line(str(exc)) or type(exc).__name__}") from None
             else:
                 cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
                                        dashboard_address=None, silence_logs=logging.ERROR)
@@ -489,7 +561,11 @@ class _Session:
             started = not ray.is_initialized()
             if started:
                 if opts.scheduler:
-                    ray.init(address=opts.scheduler)
+                    try:
+                        ray.init(address=opts.scheduler)
+                    except (OSError, ConnectionError, TimeoutError) as exc:
+                        raise BenchError(f"cannot reach the ray cluster at {opts.scheduler}: "
+                                         f"{_first_line(str(exc))}") from None
                 else:
                     ray.init(num_cpus=self.jobs)
             try:
@@ -533,6 +609,8 @@ class _Session:
                 except (BenchError, KeyboardInterrupt):
                     raise
                 except Exception as exc:  # a worker died: its runs become failed attempts
+                    if _signalled:  # killed by the signal that stops this runner too
+                        raise Interrupted(_signalled[0]) from None
                     progressed += self._handle_crash(exc, tasks)
                     break
                 for outcome in outcomes:
@@ -580,6 +658,8 @@ class _Session:
             self._count(spec.run_id, failed=False)
         self._write(_run_line(spec, status, acc=outcome["test_acc_last10"],
                               seconds=outcome["wall_seconds"], note=note.strip()))
+        for warning in outcome.get("warnings") or ():
+            self._write(f"  warning: {warning}")
         return 1
 
     def _count(self, run_id: str, *, failed: bool) -> None:
@@ -590,7 +670,24 @@ class _Session:
             self.tally.failed.add(run_id)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(failed=len(self.tally.failed), refresh=False)
+            self.bar.set_postfix_str(self.postfix(), refresh=False)
+
+    def postfix(self) -> str:
+        """The bar's tail: failed runs, and the epoch each run of this runner is at."""
+        running = []
+        for _, info in self._own_locks():
+            spec = self.by_id.get(info.get("run_id"))
+            if spec is not None and info.get("epoch"):
+                running.append(f"{spec.label} {spec.noise_label} s{spec.seed} "
+                               f"{info['epoch']}/{info.get('epochs')}")
+            elif spec is not None:
+                running.append(f"{spec.label} {spec.noise_label} s{spec.seed} starting")
+        return "; ".join([f"failed={len(self.tally.failed)}", *running])
+
+    def _watch_progress(self, stop: threading.Event) -> None:
+        while not stop.wait(PROGRESS_SECONDS):
+            with contextlib.suppress(Exception):  # a display must never stop the grid
+                self.bar.set_postfix_str(self.postfix())
 
     def _write(self, line: str) -> None:
         from tqdm import tqdm
@@ -598,11 +695,14 @@ class _Session:
         tqdm.write(line)
 
     # -- crashes ---------------------------------------------------------------------------
-    def _own_locks(self, nonces: dict[str, _Task]) -> list[tuple[Path, dict]]:
+    def _own_locks(self, nonces: dict[str, _Task] | None = None) -> list[tuple[Path, dict]]:
+        """(path, content) of the locks of this runner's tasks (those of ``nonces``, or all)."""
         found = []
-        for path in sorted(self.state.lock_dir.glob("*.lock")):
+        lock_dir = self.state.lock_dir
+        for path in sorted(lock_dir.glob("*.lock")) if lock_dir.is_dir() else ():
             info = locks.read_lock(path)
-            if info is not None and info.get("nonce") in nonces:
+            if info is not None and (info.get("nonce") in nonces if nonces is not None
+                                     else info.get("runner") == self.token):
                 found.append((path, info))
         return found
 
@@ -653,7 +753,7 @@ class _Session:
     def run(self) -> int:
         from tqdm import tqdm
 
-        self.grid_dir.mkdir(parents=True, exist_ok=True)
+        _check_writable(self.grid_dir, "records")
         _cleanup_temporary_files([self.grid_dir, self.checkpoint_dir, self.state.lock_dir],
                                  self.state.live_locks())
         states = self.state.states(self.runs)
@@ -663,6 +763,7 @@ class _Session:
                 if s == "failed":
                     self.tally.failed.add(run_id)
         todo = sum(s in ("pending", "retry") for s in states.values())
+        self._set_aside_damaged()
         self._warn_orphans()
         self._write(f"grid {self.grid_name}: {len(self.runs)} runs, {todo} to run, "
                     f"{len(self.tally.finished)} already recorded; backend {self.opts.backend}, "
@@ -672,16 +773,57 @@ class _Session:
                         desc=self.grid_name, dynamic_ncols=True,
                         # a bar is for a terminal; a log file gets the one line per run
                         disable=not (self.opts.progress and sys.stderr.isatty()))
-        self.bar.set_postfix(failed=len(self.tally.failed))
-        try:
-            with contextlib.ExitStack() as stack:
-                self._loop(stack)
-        finally:
-            self.bar.close()
-            self._release_dead_own_locks()
-            if self.slot_dir is not None:
-                shutil.rmtree(self.slot_dir, ignore_errors=True)
+        self.bar.set_postfix_str(self.postfix())
+        _signalled.clear()
+        # processes of the caller (a notebook's, a test runner's) are not this runner's to end
+        self._foreign_children = set(locks.descendants(os.getpid()))
+        stop = threading.Event()
+        if not self.bar.disable:
+            threading.Thread(target=self._watch_progress, args=(stop,), daemon=True,
+                             name="progress").start()
+        with stop_on_signals():  # also while cleaning up: a repeated signal is ignored
+            try:
+                with contextlib.ExitStack() as stack:
+                    self._loop(stack)
+            except KeyboardInterrupt as exc:
+                raise self._interrupted(exc) from None
+            finally:
+                stop.set()
+                self.bar.close()
+                self._release_dead_own_locks()
+                if self.slot_dir is not None:
+                    shutil.rmtree(self.slot_dir, ignore_errors=True)
         return self._report()
+
+    def _interrupted(self, exc: KeyboardInterrupt) -> Interrupted:
+        """End the workers (their runs' checkpoints stay) and say how to resume."""
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        _signalled.append(signum)  # stopping: a further SIGTERM or SIGHUP is ignored
+        in_flight = {info.get("run_id") for _, info in self._own_locks()} & set(self.by_id)
+        # atomic writes make a SIGKILL safe; loky's resource tracker ignores SIGTERM
+        ours = [p for p in locks.descendants(os.getpid()) if p not in self._foreign_children]
+        locks.end_processes(ours, timeout=1.0)
+        states = self.state.states(self.runs)
+        done = sum(s in ("ok", "failed") for s in states.values())
+        kept = f" (checkpoints kept in {self.checkpoint_dir})" if in_flight else ""
+        return Interrupted(signum, f"interrupted by {signal.Signals(signum).name}: "
+                                   f"{len(in_flight)} run(s) in progress stopped{kept}; "
+                                   f"{done} of {len(self.runs)} runs recorded; run the same "
+                                   f"command again to resume")
+
+    def _set_aside_damaged(self) -> None:
+        """Move damaged records of the selected runs aside (kept for a look); they train again."""
+        for path, reason in list(self.state.damaged.values()):
+            try:
+                aside = store.move_aside(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BenchError(f"cannot move the damaged record {path} aside: "
+                                 f"{exc.strerror or exc}") from None
+            self._write(f"warning: damaged record {path} ({reason}) moved to {aside.name}; its "
+                        f"run trains again")
+        self.state.damaged.clear()
 
     def _warn_orphans(self) -> None:
         """Records in the grid's folder that belong to no run of the grid file as it is now."""
@@ -754,6 +896,17 @@ class _Session:
         return 1 if failed else 0
 
 
+def _check_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` and write a file in it, or stop with one line saying why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BenchError(f"cannot write {what} to {folder}: {exc.strerror or exc}") from None
+
+
 def _failed_record(spec: RunSpec, error: str, *, attempts: int, device: str | None,
                    host: str | None) -> dict:
     """A complete ``failed`` record for a run whose worker died before it could write one."""
@@ -781,13 +934,13 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("run", help="run a grid (resumable; parallel, GPU pool, dask, ray)",
                        description="Run every cell of a grid that has no record yet. Safe to "
                                    "kill and start again, and to start on several machines.")
-    p.add_argument("grid", help="grid YAML file")
-    p.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+    p.add_argument("grid", nargs="?", help="grid YAML file")
+    p.add_argument("--jobs", "-j", type=int_at_least(1), default=None, metavar="N",
                    help="runs in parallel (default 1, or one per GPU slot)")
     p.add_argument("--devices", default="",
                    help="GPU pool, comma-separated (e.g. cuda:0,cuda:1); runs take slots "
                         "round-robin")
-    p.add_argument("--runs-per-device", type=int, default=None, metavar="N",
+    p.add_argument("--runs-per-device", type=int_at_least(1), default=None, metavar="N",
                    help="concurrent runs per GPU of the pool (default: jobs / GPUs)")
     p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"),
                    help="auto: every visible GPU, else the CPU")
@@ -796,23 +949,23 @@ def add_subcommands(sub) -> None:
     p.add_argument("--scheduler", default=None,
                    help="dask scheduler address (tcp://host:8786) or ray address; without it a "
                         "local dask cluster / local ray")
-    p.add_argument("--retries", type=int, default=1, metavar="N",
+    p.add_argument("--retries", type=int_at_least(0), default=1, metavar="N",
                    help="retry a failed run up to N times (default 1)")
     p.add_argument("--results", default="results", help="records go to RESULTS/<grid>/")
     p.add_argument("--checkpoints", default=None,
                    help="checkpoint folder (default: checkpoints/<grid> beside RESULTS)")
-    p.add_argument("--checkpoint-every", type=int, default=10, metavar="EPOCHS",
+    p.add_argument("--checkpoint-every", type=int_at_least(1), default=10, metavar="EPOCHS",
                    help="checkpoint a run's full state every N epochs (default 10)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=int_at_least(1), default=None, metavar="N",
                    help="torch threads per run (default: $OMP_NUM_THREADS if set, else CPU "
                         "cores // jobs)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: $DATA_ROOT)")
     p.add_argument("--download", action="store_true",
                    help="fetch missing datasets of the grid (those torchvision can download) "
                         "before any run starts")
-    p.add_argument("--stale-lock-minutes", type=float, default=10.0, metavar="MIN",
+    p.add_argument("--stale-lock-minutes", type=_stale_minutes, default=10.0, metavar="MIN",
                    help="a run lock without heartbeat this long belongs to a dead runner "
-                        "(default 10)")
+                        f"(default 10, at least {MIN_STALE_LOCK_MINUTES:g})")
     p.add_argument("--no-wait", action="store_true",
                    help="at the end, do not wait for runs another runner is still training")
     p.add_argument("--fuse-seeds", action="store_true",
@@ -834,16 +987,40 @@ def add_subcommands(sub) -> None:
     p.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="done / failed / running / pending per cell of a grid")
-    s.add_argument("grid", help="grid YAML file")
+    s.add_argument("grid", nargs="?", help="grid YAML file")
     s.add_argument("--results", default="results")
     s.add_argument("--only", nargs="*", default=[], metavar="KEY=VALUE")
-    s.add_argument("--retries", type=int, default=1,
+    s.add_argument("--retries", type=int_at_least(0), default=1,
                    help="as given to `run` (failed runs with attempts left count as to run)")
-    s.add_argument("--stale-lock-minutes", type=float, default=10.0)
+    s.add_argument("--stale-lock-minutes", type=_stale_minutes, default=10.0)
     s.set_defaults(func=cmd_status)
 
 
+def _grid_and_filters(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The grid file and the ``--only`` filters, also when the grid came after ``--only``."""
+    only = list(args.only)
+    grid = args.grid
+    if grid is None:
+        files = [o for o in only if "=" not in o
+                 and (o.endswith((".yaml", ".yml")) or Path(o).is_file())]
+        if len(files) != 1:
+            raise ConfigError("a grid file is required, e.g. python -m bench "
+                              f"{args.command} bench/grids/demo.yaml")
+        grid = files[0]
+        only.remove(grid)
+    bad = [o for o in only if "=" not in o]
+    if bad:
+        raise ConfigError(f"--only takes KEY=VALUE filters, got {bad[0]!r}")
+    return grid, only
+
+
 def _options(args: argparse.Namespace) -> RunnerOptions:
+    if args.scheduler is not None and args.backend == "loky":
+        raise ConfigError("--scheduler needs --backend dask or ray")
+    if args.backend == "dask" and args.scheduler is not None and not re.fullmatch(
+            r"([a-z]+://)?[\w.\-\[\]:]+:\d+", args.scheduler):
+        raise ConfigError(f"--scheduler takes an address such as tcp://host:8786, "
+                          f"got {args.scheduler!r}")
     devices = tuple(d.strip() for d in args.devices.split(",") if d.strip())
     for d in devices:
         if not re.fullmatch(r"cuda(:\d+)?|cpu", d):
@@ -864,15 +1041,17 @@ def _options(args: argparse.Namespace) -> RunnerOptions:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    grid = load_grid(args.grid)
-    runs = filter_runs(grid.runs, args.only)
-    if not runs:
-        raise ConfigError(f"no run of grid {grid.name} matches {' '.join(args.only)}")
+    grid_path, only = _grid_and_filters(args)
     opts = _options(args)
+    grid = load_grid(grid_path)
+    runs = filter_runs(grid.runs, only)
+    if not runs:
+        raise ConfigError(f"no run of grid {grid.name} matches {' '.join(only)}")
     if args.dry_run:
         return _print_table(grid.name, runs, results=opts.results, retries=opts.retries,
                             stale_minutes=opts.stale_lock_minutes, dry_run=True,
-                            reuse=opts.reuse)
+                            reuse=opts.reuse,
+                            threads=opts.threads or _default_threads(opts.jobs or 1))
     if args.download:
         download_datasets(runs, data_root=opts.data_root)
     return _Session(grid.name, runs, opts, grid_run_ids=[r.run_id for r in grid.runs]).run()
@@ -884,12 +1063,20 @@ def download_datasets(runs: Iterable[RunSpec], *, data_root: str | None = None) 
 
     for name in sorted({r.dataset for r in runs}):
         print(f"checking {name} (downloading what is missing)", flush=True)
-        load_dataset(name, root=data_root, download=True)
+        try:
+            load_dataset(name, root=data_root, download=True)
+        except BenchError:
+            raise
+        except Exception as exc:  # offline, a proxy, a full disk: torchvision's long traceback
+            raise BenchError(f"cannot download {name}: {type(exc).__name__}: "
+                             f"{_first_line(str(exc))}; without network, put its files under "
+                             "the data root (docs/datasets.md)") from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    grid = load_grid(args.grid)
-    runs = filter_runs(grid.runs, args.only)
+    grid_path, only = _grid_and_filters(args)
+    grid = load_grid(grid_path)
+    runs = filter_runs(grid.runs, only)
     return _print_table(grid.name, runs, results=Path(args.results), retries=args.retries,
                         stale_minutes=args.stale_lock_minutes, dry_run=False)
 
@@ -911,7 +1098,8 @@ def cell_counts(runs: list[RunSpec], states: dict[str, str]) -> list[dict[str, A
 
 
 def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries: int,
-                 stale_minutes: float, dry_run: bool, reuse: bool = True) -> int:
+                 stale_minutes: float, dry_run: bool, reuse: bool = True,
+                 threads: int = 1) -> int:
     from tabulate import tabulate
 
     state = GridState(Path(results) / grid_name, max_attempts=retries + 1,
@@ -926,6 +1114,7 @@ def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
     table.append(["total", "", f"{len(rows)} cells"] + [totals[c] for c in columns[3:]])
     print(f"grid {grid_name} ({Path(results) / grid_name}): {len(runs)} runs")
     print(tabulate(table, headers=columns, tablefmt="simple"))
+    _print_left_out(state.damaged.values())
     live = state.live_locks()
     for spec in runs:
         info = live.get(spec.run_id)
@@ -947,9 +1136,18 @@ def _print_table(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
         to_run = [s for s in runs if states[s.run_id] in ("pending", "retry")
                   and s.run_id not in twins]
         print(f"{len(to_run)} run(s) would run")
-        for line in _estimate_lines(_estimate(to_run)):
+        for line in _estimate_lines(_estimate(to_run)) + _cpu_estimate_lines(to_run, threads):
             print(line)
     return 0
+
+
+def _print_left_out(damaged: Iterable[tuple[Path, str]]) -> None:
+    damaged = sorted(damaged)
+    if damaged:
+        print(f"left out: {len(damaged)} damaged record(s), counted as pending (`run` moves "
+              f"them aside and trains their runs again):")
+    for path, reason in damaged:
+        print(f"  {path}: {reason}")
 
 
 def _estimate_lines(estimate: dict | None) -> list[str]:
@@ -967,7 +1165,31 @@ def _estimate_lines(estimate: dict | None) -> list[str]:
     if isinstance(by_method, dict) and by_method:
         lines.append("  by method: " + ", ".join(
             f"{k} {v:.3g}" for k, v in sorted(by_method.items(), key=lambda kv: -kv[1])))
+    rates = estimate.get("throughput")
+    if isinstance(rates, dict) and rates:
+        lines.append("  GPU rates assumed (training images/s per network): " + ", ".join(
+            f"{k} {v:,.0f}" for k, v in sorted(rates.items())))
     lines += [f"  assuming {a}" for a in estimate.get("assumptions") or []]
+    return lines
+
+
+def _cpu_estimate_lines(runs: list[RunSpec], threads: int) -> list[str]:
+    """CPU-hours of ``runs`` on this machine, from cached or freshly calibrated rates."""
+    if not runs:
+        return []
+    try:
+        from bench.perf import estimate_grid_cpu_hours
+
+        est = estimate_grid_cpu_hours(runs, threads=threads, log=print)
+    except Exception as exc:  # an estimate must never stop a dry run
+        return [f"no CPU-hour estimate: {type(exc).__name__}: {_first_line(str(exc))}"]
+    lines = [f"estimated CPU-hours on this machine: {est['cpu_hours']:.3g}, one run after "
+             f"another at {est['threads']} thread(s) per run (--jobs J: about 1/J of it when "
+             f"J x {est['threads']} cores are free)"]
+    lines.append("  CPU rates (training images/s): " + ", ".join(
+        f"{label} {rate:,.0f} ({est['sources'][label]})"
+        for label, rate in sorted(est["rates"].items())))
+    lines.append(f"  on {est['device']}")
     return lines
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -76,9 +77,73 @@ def write_record(path: str | Path, record: dict) -> Path:
     return path
 
 
+def move_aside(path: str | Path) -> Path:
+    """Rename a damaged file to ``<name>.damaged-<UTC time>`` beside it (kept for a look,
+    ignored by every reader); returns the new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    os.replace(path, target)
+    return target
+
+
 def read_record(path: str | Path) -> dict:
     with open(path) as fh:
         return json.load(fh)
+
+
+class DamagedRecord(ValueError):
+    """A record file that cannot be used: unreadable, not JSON, or not a run record."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def read_valid_record(path: str | Path) -> dict:
+    """The record at ``path``; :class:`DamagedRecord` (with the reason) when the file is not
+    JSON, not an object, or not a valid record (:func:`validate_record`). FileNotFoundError
+    when there is no file."""
+    try:
+        record = read_record(path)
+    except FileNotFoundError:
+        raise
+    except UnicodeDecodeError:
+        raise DamagedRecord(path, "not a text file") from None
+    except ValueError as exc:
+        raise DamagedRecord(path, f"not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise DamagedRecord(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(record, dict):
+        raise DamagedRecord(path, f"a JSON {type(record).__name__}, not a record object")
+    try:
+        problems = validate_record(record)
+    except (TypeError, AttributeError, KeyError) as exc:
+        problems = [f"malformed field ({type(exc).__name__}: {exc})"]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DamagedRecord(path, f"not a valid record: {problems[0]}{more}")
+    return record
+
+
+def scan_records(results_dir: str | Path, grid: str | None = None
+                 ) -> tuple[list[tuple[Path, dict]], list[tuple[Path, str]]]:
+    """(path, record) of every valid record under ``results_dir`` (one grid or all), and
+    (path, reason) of every file left out because it is damaged or not a run record."""
+    good, problems = [], []
+    for path in iter_record_paths(results_dir, grid):
+        try:
+            good.append((path, read_valid_record(path)))
+        except FileNotFoundError:  # removed (moved aside) while scanning
+            continue
+        except DamagedRecord as exc:
+            problems.append((path, exc.reason))
+    return good, problems
 
 
 def validate_record(record: dict) -> list[str]:
@@ -122,12 +187,14 @@ def load_records(results_dir: str | Path, grid: str | None = None, *,
 
     Scalar keys become columns; ``metrics``, ``method_params``, ``train``, ``reference`` and
     ``env`` stay as dict columns; ``paper`` and ``protocol`` are lifted out of ``reference``.
+    Files that are damaged or not run records are left out, never raised:
+    ``frame.attrs["left_out"]`` lists them as ``(path, reason)`` string pairs.
     """
     import pandas as pd
 
     rows = []
-    for path in iter_record_paths(results_dir, grid):
-        rec = read_record(path)
+    good, problems = scan_records(results_dir, grid)
+    for path, rec in good:
         if rec.get("status") != "ok" and not include_failed:
             continue
         rec = dict(rec)
@@ -136,4 +203,6 @@ def load_records(results_dir: str | Path, grid: str | None = None, *,
         rec["paper"] = ref.get("paper")
         rec["protocol"] = ref.get("protocol")
         rows.append(rec)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["left_out"] = [(str(path), reason) for path, reason in problems]
+    return frame

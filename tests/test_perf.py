@@ -107,3 +107,36 @@ def test_measured_gpu_throughput_overrides_targets(tmp_path) -> None:
     path.write_text(json.dumps({"device_type": "cpu", "rows": rows}))
     assert perf.measured_throughput(path) == {}
     assert perf.measured_throughput(tmp_path / "missing.json") == {}
+
+
+def test_cpu_estimate_calibrates_once_then_reads_the_cache(tmp_path, monkeypatch) -> None:
+    """CPU-hours = the same network-images as the GPU estimate / this CPU's measured rate of
+    each (network, input shape, classes, batch); a second estimate reads the cached rate."""
+    calls = []
+    real = perf._calibrate_cpu
+    monkeypatch.setattr(perf, "_calibrate_cpu",
+                        lambda *a: calls.append(a) or real(*a))
+    cache = tmp_path / "perf-cpu.json"
+    specs = [_spec(network="mlp", dataset="digits", epochs=e, batch_size=64) for e in (2, 4)]
+    first = perf.estimate_grid_cpu_hours(specs, threads=1, cache=cache)
+    assert calls == [("mlp", (1, 8, 8), 10, 64)]
+    (label, rate), = first["rates"].items()
+    assert label == "mlp 1x8x8 10 classes batch 64" and rate > 0
+    assert first["sources"] == {label: "measured now"} and first["threads"] == 1
+    expected = sum(perf._network_images(s) for s in specs) / rate / 3600
+    assert first["cpu_hours"] == pytest.approx(expected)
+    second = perf.estimate_grid_cpu_hours(specs, threads=1, cache=cache)
+    assert len(calls) == 1 and second["sources"] == {label: "cached"}
+    assert second["cpu_hours"] == pytest.approx(first["cpu_hours"])
+    assert json.loads(cache.read_text())[first["device"]] == {label: rate}
+    # without calibration an unknown combination gives no total rather than a guess
+    other = perf.estimate_grid_cpu_hours([_spec(network="mlp", dataset="mnist")], cache=cache,
+                                         calibrate=False)
+    assert other["cpu_hours"] is None and set(other["sources"].values()) == {"unmeasured"}
+
+
+def test_cnn6_fused_rate_is_named_only_for_grids_with_cnn6() -> None:
+    with_cnn6 = perf.estimate_grid_hours([_spec(network="cnn6")])["assumptions"]
+    without = perf.estimate_grid_hours([_spec(network="mlp", dataset="mnist")])["assumptions"]
+    assert any("cnn6 at its fused rate" in a for a in with_cnn6)
+    assert not any("cnn6" in a for a in without)

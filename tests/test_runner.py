@@ -27,6 +27,12 @@ from methods.standard import Standard
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _cpu_rate_cache(tmp_path, monkeypatch) -> None:
+    """Dry runs calibrate the CPU rate into a cache of the test's own."""
+    monkeypatch.setenv("LNLBENCH_CACHE", str(tmp_path / "cache"))
+
+
 def grid(*, epochs: int = 1, seeds: int = 2, rates=(0.2, 0.4), batch_size: int = 64,
          name: str = "g") -> dict:
     return {"name": name, "dataset": "digits", "network": "mlp",
@@ -369,9 +375,17 @@ def test_gpu_pool_slots_are_round_robin(tmp_path, write_grid) -> None:
 def test_only_filter_dry_run_and_status(tmp_path, write_grid, capsys) -> None:
     path = write_grid(grid(seeds=2))
     results = str(tmp_path / "results")
-    assert bench_main(["run", str(path), "--results", results, "--dry-run"]) == 0
+    assert bench_main(["run", str(path), "--results", results, "--dry-run",
+                       "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "4 run(s) would run" in out and not (tmp_path / "results" / "g").exists()
+    assert "GPU rates assumed (training images/s per network): mlp 1,000,000" in out
+    cpu = re.search(r"^estimated CPU-hours on this machine: ([0-9.e-]+), one run after another "
+                    r"at 1 thread\(s\) per run", out, re.M)
+    assert cpu and float(cpu.group(1)) > 0, out
+    assert re.search(r"^  CPU rates \(training images/s\): mlp 1x8x8 10 classes batch 64 "
+                     r"[0-9,]+ \(measured now\)$", out, re.M), out
+    assert "cnn6" not in out
 
     assert bench_main(["run", str(path), "--results", results, "--no-progress",
                        "--checkpoints", str(tmp_path / "ck"), "--only", "noise_rate=0.4"]) == 0
@@ -379,9 +393,10 @@ def test_only_filter_dry_run_and_status(tmp_path, write_grid, capsys) -> None:
     assert len(recs) == 2 and {r["noise_rate"] for r in recs.values()} == {0.4}
     capsys.readouterr()
 
-    assert bench_main(["run", str(path), "--results", results, "--dry-run"]) == 0
+    assert bench_main(["run", str(path), "--results", results, "--dry-run",
+                       "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "2 run(s) would run" in out
+    assert "2 run(s) would run" in out and "batch 64 " in out and "(cached)" in out
     rows = {line.split()[1]: line.split()[3:] for line in out.splitlines()
             if line.startswith("digits")}
     assert rows["symmetric-0.4"][:4] == ["2", "0", "0", "0"]
@@ -489,3 +504,47 @@ def test_download_fetches_each_dataset_once_before_running(monkeypatch, tmp_path
     runs = list(load_grid(Path(__file__).resolve().parents[1] / "bench/grids/jocor_mnist.yaml").runs)
     runner.download_datasets(runs, data_root=str(tmp_path))
     assert calls == [("mnist", str(tmp_path), True)]
+
+
+def test_progress_shows_the_epoch_of_each_running_run(tmp_path, write_grid) -> None:
+    """A run's epoch reaches its lock at once (not with the next heartbeat) and the bar's
+    tail names it."""
+    path = write_grid(grid(epochs=20))
+    runs = load_grid(path).runs
+    session = runner._Session("g", runs, options(tmp_path))
+    spec = runs[0]
+    info = locks.owner_info(runner=session.token, run_id=spec.run_id, epochs=20)
+    lock = locks.acquire(session.state.lock_path(spec), info, stale_seconds=60)
+    try:
+        assert session.postfix() == f"failed=0; standard {spec.noise_label} s1 starting"
+        lock.set_progress(epoch=3)
+        assert locks.read_lock(lock.path)["epoch"] == 3
+        assert session.postfix() == f"failed=0; standard {spec.noise_label} s1 3/20"
+        lock.set_progress(epoch=4)  # within a second of the last write: with the next one
+        assert locks.read_lock(lock.path)["epoch"] == 3
+    finally:
+        lock.release()
+    assert session.postfix() == "failed=0"
+
+
+def test_the_demo_trains_every_registered_method() -> None:
+    demo = load_grid(REPO / "bench" / "grids" / "demo.yaml")
+    assert sorted({r.method for r in demo.runs}) == sorted(METHODS.names())
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_clean_demo_removes_what_the_demo_wrote_and_nothing_else(tmp_path) -> None:
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    demo = ["results/demo/a.json", "results/demo/.locks/b.lock", "checkpoints/demo/c.pt",
+            "reports/demo/d.png", "reports/demo.md"]
+    others = ["results/jocor_mnist/e.json", "checkpoints/jocor_mnist/f.pt",
+              "reports/jocor_mnist.md", "reports/demo_extra.md", "reports/perf.json"]
+    for name in demo + others:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    done = subprocess.run(["make", "-s", "clean-demo"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert [n for n in demo if (tmp_path / n).exists()] == []
+    assert [n for n in others if not (tmp_path / n).exists()] == []
+    assert not (tmp_path / "results" / "demo").exists()
