@@ -263,7 +263,7 @@ def _ref_text(j: Judgement) -> str:
 def _n_text(j: Judgement, n_runs: float, assumed: bool) -> str:
     """The reference's run count, whether it is assumed, and whether the test used it."""
     count = f"{n_runs:g}" + (" (assumed)" if assumed else "")
-    if j.test == "welch":
+    if j.test in ("welch", "none"):  # "none": too few of your runs to test
         return count
     return f"{count}; mean taken as exact" if np.isfinite(n_runs) else "mean taken as exact"
 
