@@ -1,4 +1,4 @@
-"""``python -m bench run GRID | status GRID | list | perf``."""
+"""``python -m bench run GRID | status GRID | list | check | perf``."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _cmd_perf(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench import runner
+    from bench import check, runner
 
     parser = OneLineParser(prog="python -m bench",
                            description="lnlbench: noisy-label learning benchmark")
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_subcommands(sub)
     p = sub.add_parser("list", help="list datasets, noise models, networks and methods")
     p.set_defaults(func=_cmd_list)
+    check.add_subcommand(sub)
     p = sub.add_parser("perf", help="throughput benchmark (see python -m bench.perf --help)")
     p.add_argument("perf_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_perf)

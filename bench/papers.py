@@ -14,7 +14,11 @@ network       suite network name, blank where the suite has none
 protocol      ``last``, ``best``, ``last10`` (mean of the last ten epochs) or ``clean_val``
               (test accuracy at the epoch of best accuracy on a clean held-out validation set)
 mean, std     percent; std blank when the paper gives none
-n_runs        blank when the paper does not say
+n_runs        the number of runs behind the mean where a source states it (where, in ``note``);
+              blank when no source says; a whole number >= 1
+std_over      what the std is taken over: ``runs`` (across independent runs), ``epochs`` (e.g.
+              the last ten epochs of one run: no run-to-run variance in it) or ``unknown``;
+              blank exactly when ``std`` is blank
 provenance    ``verified`` (read from the source), ``secondary`` (read from a source quoting the
               paper) or ``recalled`` (from memory of the literature; a lead, not a target)
 note          what the mapping assumed, conflicting copies, the other columns of a table
@@ -24,6 +28,28 @@ Not included: the Co-teaching+ paper tables (no readable copy; the runs of its o
 published by a ReScience reproduction are not paper numbers), the RSL label-precision table
 (not an accuracy), and CIFAR-N (no paper number in the sources). For WebVision the row holds the
 WebVision-val top-1 accuracy and the note the top-5 and ILSVRC12 columns.
+
+The paper's own uncertainty: where a std is given without a run count, a test needs an assumed
+n. :data:`DEFAULT_N_RUNS` holds one per paper, with its reason, and :func:`paper_runs` returns
+the stated count or that default, marked as assumed, so that a verdict can say it relied on it.
+
+``bench/claims.csv`` holds the papers' ordinal claims ("JoCoR beats Co-teaching+ at symmetric
+80% on MNIST"), one row each:
+
+============  ===============================================================================
+paper, table  as above: the table whose numbers (or text) make the claim
+dataset       as above
+noise_type    as above
+noise_rate    as above; blank for ``human``
+better        the method the paper places higher (suite names as above)
+worse         the method it places lower
+protocol      as above
+provenance    the weaker of the provenances of the two numbers (``recalled`` if either is)
+source        where the paper states it: its table, or a quoted sentence of its text
+note          what the claim rests on
+============  ===============================================================================
+
+:func:`load_claims` validates it with the same one-line errors; ``bench.claims`` tests it.
 """
 
 from __future__ import annotations
@@ -34,15 +60,41 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["PAPER_NUMBERS_CSV", "COLUMNS", "PROVENANCES", "PROTOCOLS", "load_paper_numbers", "lookup"]
+__all__ = ["PAPER_NUMBERS_CSV", "CLAIMS_CSV", "COLUMNS", "CLAIM_COLUMNS", "PROVENANCES", "PROTOCOLS",
+           "STD_OVER", "DEFAULT_N_RUNS", "load_paper_numbers", "load_claims", "lookup", "paper_runs"]
 
 PAPER_NUMBERS_CSV = Path(__file__).with_name("paper_numbers.csv")
+CLAIMS_CSV = Path(__file__).with_name("claims.csv")
 COLUMNS = ("paper", "table", "method", "dataset", "noise_type", "noise_rate", "network", "protocol",
-           "mean", "std", "n_runs", "provenance", "note")
+           "mean", "std", "n_runs", "std_over", "provenance", "note")
+CLAIM_COLUMNS = ("paper", "table", "dataset", "noise_type", "noise_rate", "better", "worse", "protocol",
+                 "provenance", "source", "note")
 PROVENANCES = ("verified", "secondary", "recalled")
 PROTOCOLS = ("last", "best", "last10", "clean_val")
+STD_OVER = ("runs", "epochs", "unknown")
 _NUMERIC = ("noise_rate", "mean", "std", "n_runs")
 _REQUIRED = ("paper", "table", "method", "dataset", "noise_type", "protocol", "mean", "provenance")
+_CLAIM_REQUIRED = ("paper", "table", "dataset", "noise_type", "better", "worse", "protocol", "provenance",
+                   "source")
+
+# The run count assumed behind a paper's mean where no source states one (reference:
+# methods.md of the project's sources). A test that uses it says so.
+DEFAULT_N_RUNS = {
+    # Trials not stated in any retrievable source; 5 is likely: the Co-teaching+ scripts of the
+    # same group, on the same noisify code, run seeds 1-5.
+    "coteaching": 5,
+    # Recalled as "mean ± std over 5 trials"; its scripts run seeds 1-5 (no table in the registry).
+    "coteaching_plus": 5,
+    # Recalled as "mean ± std over several runs", count not stated; the code descends from
+    # Co-teaching's, so the same 5 is assumed.
+    "jocor": 5,
+    # The author states "one run only" for Clothing1M (issue #1); Table 1 gives no std either.
+    "dividemix": 1,
+    # One test accuracy per setting, no std and no run count: a single run.
+    "self_learning": 1,
+    # No std and no run count in Tables 2-4: apparently a single run.
+    "rsl": 1,
+}
 
 
 def _number(text: str, *, column: str, line: int) -> float:
@@ -58,10 +110,8 @@ def _check_row(row: dict, line: int) -> dict:
     for col in _REQUIRED:
         if (row.get(col) or "").strip() == "":
             raise ValueError(f"line {line}: {col} is empty")
-    if row["provenance"] not in PROVENANCES:
-        raise ValueError(f"line {line}: provenance {row['provenance']!r} is not one of {', '.join(PROVENANCES)}")
-    if row["protocol"] not in PROTOCOLS:
-        raise ValueError(f"line {line}: protocol {row['protocol']!r} is not one of {', '.join(PROTOCOLS)}")
+    _check_choice(row, "provenance", PROVENANCES, line)
+    _check_choice(row, "protocol", PROTOCOLS, line)
     out = {col: (row.get(col) or "").strip() for col in COLUMNS}
     for col in _NUMERIC:
         out[col] = _number(out[col], column=col, line=line)
@@ -69,33 +119,101 @@ def _check_row(row: dict, line: int) -> dict:
         raise ValueError(f"line {line}: mean {out['mean']} is outside [0, 100]")
     if not math.isnan(out["std"]) and out["std"] < 0:
         raise ValueError(f"line {line}: std {out['std']} is negative")
-    if not math.isnan(out["noise_rate"]) and not 0.0 <= out["noise_rate"] <= 1.0:
-        raise ValueError(f"line {line}: noise_rate {out['noise_rate']} is outside [0, 1]")
+    _check_rate(out["noise_rate"], line)
+    _check_uncertainty(out, line)
     return out
+
+
+def _check_rate(rate: float, line: int) -> None:
+    if not math.isnan(rate) and not 0.0 <= rate <= 1.0:
+        raise ValueError(f"line {line}: noise_rate {rate} is outside [0, 1]")
+
+
+def _check_choice(row: dict, col: str, choices: tuple[str, ...], line: int) -> None:
+    if row[col] not in choices:
+        raise ValueError(f"line {line}: {col} {row[col]!r} is not one of {', '.join(choices)}")
+
+
+def _check_uncertainty(out: dict, line: int) -> None:
+    n = out["n_runs"]
+    if not math.isnan(n) and (n < 1 or n != int(n)):
+        raise ValueError(f"line {line}: n_runs {n:g} is not a whole number >= 1")
+    if math.isnan(out["std"]):
+        if out["std_over"]:
+            raise ValueError(f"line {line}: std_over {out['std_over']!r} is given without a std")
+    elif out["std_over"] not in STD_OVER:
+        raise ValueError(f"line {line}: std_over {out['std_over']!r} is not one of {', '.join(STD_OVER)} "
+                         "(required where a std is given)")
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], check_row, numeric: tuple[str, ...]) -> pd.DataFrame:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: line 1: missing columns {', '.join(missing)}")
+        rows = []
+        for row in reader:
+            try:
+                rows.append(check_row(row, reader.line_num))
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from None
+    df = pd.DataFrame(rows, columns=list(columns))
+    for col in numeric:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
 
 
 def load_paper_numbers(path: str | Path | None = None) -> pd.DataFrame:
     """Read and validate the paper numbers; one row per reported number.
 
     Raises ``ValueError`` naming the file and line of the first bad row (missing column, empty
-    required field, unknown provenance or protocol, a mean outside [0, 100]).
+    required field, unknown provenance or protocol, a mean outside [0, 100], an ``n_runs`` that
+    is not a whole number >= 1, a ``std_over`` missing beside a std or given without one).
     """
     path = Path(path) if path is not None else PAPER_NUMBERS_CSV
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: line 1: missing columns {', '.join(missing)}")
-        rows = []
-        for row in reader:
-            try:
-                rows.append(_check_row(row, reader.line_num))
-            except ValueError as err:
-                raise ValueError(f"{path}: {err}") from None
-    df = pd.DataFrame(rows, columns=list(COLUMNS))
-    for col in _NUMERIC:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    return df
+    return _read_csv(path, COLUMNS, _check_row, _NUMERIC)
+
+
+def _check_claim(row: dict, line: int) -> dict:
+    for col in _CLAIM_REQUIRED:
+        if (row.get(col) or "").strip() == "":
+            raise ValueError(f"line {line}: {col} is empty")
+    out = {col: (row.get(col) or "").strip() for col in CLAIM_COLUMNS}
+    _check_choice(out, "provenance", PROVENANCES, line)
+    _check_choice(out, "protocol", PROTOCOLS, line)
+    if out["better"] == out["worse"]:
+        raise ValueError(f"line {line}: better and worse are both {out['better']!r}")
+    out["noise_rate"] = _number(out["noise_rate"], column="noise_rate", line=line)
+    _check_rate(out["noise_rate"], line)
+    return out
+
+
+def load_claims(path: str | Path | None = None) -> pd.DataFrame:
+    """Read and validate the papers' ordinal claims; one row per claim "better beats worse".
+
+    Raises ``ValueError`` naming the file and line of the first bad row (missing column, empty
+    required field, unknown provenance or protocol, a rate outside [0, 1], better = worse).
+    """
+    path = Path(path) if path is not None else CLAIMS_CSV
+    return _read_csv(path, CLAIM_COLUMNS, _check_claim, ("noise_rate",))
+
+
+def paper_runs(row: pd.Series | dict) -> tuple[float, bool]:
+    """``(n_p, assumed)``: the run count behind a paper number's mean, and whether it is assumed.
+
+    The stated ``n_runs`` where there is one (``assumed`` False), else the paper's
+    :data:`DEFAULT_N_RUNS` (``assumed`` True). With ``std_over`` ``epochs`` the std carries no
+    run-to-run variance: n_p is still the count of runs behind the mean. Raises ``ValueError``
+    for a paper with no stated count and no default.
+    """
+    n = float(row["n_runs"]) if row["n_runs"] is not None else math.nan
+    if math.isfinite(n):
+        return n, False
+    paper = str(row["paper"]).lower()
+    if paper not in DEFAULT_N_RUNS:
+        raise ValueError(f"paper {row['paper']!r} states no run count and has no default in DEFAULT_N_RUNS")
+    return float(DEFAULT_N_RUNS[paper]), True
 
 
 def lookup(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.papers import COLUMNS, PROTOCOLS, PROVENANCES, load_paper_numbers, lookup
+from bench.papers import (COLUMNS, DEFAULT_N_RUNS, PROTOCOLS, PROVENANCES, STD_OVER, load_paper_numbers, lookup,
+                          paper_runs)
 
 KEY = ["paper", "dataset", "noise_type", "noise_rate", "method", "protocol"]
 
@@ -125,7 +126,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 HEADER = ",".join(COLUMNS) + "\n"
-GOOD = "jocor,Table 3,jocor,cifar10,symmetric,0.5,cnn6,last10,79.41,0.25,,secondary,\n"
+GOOD = "jocor,Table 3,jocor,cifar10,symmetric,0.5,cnn6,last10,79.41,0.25,,runs,secondary,\n"
 
 
 def test_validation_names_the_line(tmp_path: Path) -> None:
@@ -136,9 +137,44 @@ def test_validation_names_the_line(tmp_path: Path) -> None:
         GOOD.replace("79.41", "179.41"): "outside [0, 100]",
         GOOD.replace("79.41", "n/a"): "not a number",
         GOOD.replace("jocor,Table 3", ",Table 3"): "paper is empty",
+        GOOD.replace(",runs,", ",trials,"): "std_over 'trials' is not one of runs, epochs, unknown",
+        GOOD.replace(",runs,", ",,"): "std_over '' is not one of",
+        GOOD.replace("0.25,,runs", ",,runs"): "std_over 'runs' is given without a std",
+        GOOD.replace("0.25,,runs", "0.25,2.5,runs"): "n_runs 2.5 is not a whole number >= 1",
+        GOOD.replace("0.25,,runs", "0.25,0,runs"): "n_runs 0 is not a whole number >= 1",
     }
     for bad, words in cases.items():
         with pytest.raises(ValueError, match=r"line 3: .*" + re.escape(words)):
             load_paper_numbers(_write(tmp_path, HEADER + GOOD + bad))
     with pytest.raises(ValueError, match="missing columns provenance"):
         load_paper_numbers(_write(tmp_path, HEADER.replace(",provenance", "") + "x\n"))
+
+
+def test_uncertainty_columns(papers: pd.DataFrame) -> None:
+    has_std = papers["std"].notna()
+    assert set(papers.loc[has_std, "std_over"]) <= set(STD_OVER)
+    assert (papers.loc[~has_std, "std_over"] == "").all()
+    stated = papers[papers["n_runs"].notna()]
+    assert ((stated["n_runs"] >= 1) & (stated["n_runs"] % 1 == 0)).all()
+    # Where a source states the run count, the note says where; elsewhere it says what is assumed.
+    assert stated["note"].str.contains("issue #1").all()
+    assert papers.loc[papers["n_runs"].isna(), "note"].str.contains("assumed").all()
+    # The JoCoR and Co-teaching tables give mean ± std over runs (as recalled) with no stated count.
+    tables = papers[papers["paper"].isin(["jocor", "coteaching"]) & has_std]
+    assert (tables["std_over"] == "runs").all() and tables["n_runs"].isna().all()
+
+
+def test_paper_runs_stated_or_default(papers: pd.DataFrame) -> None:
+    assert set(papers["paper"]) <= set(DEFAULT_N_RUNS)
+    dm = _get(papers, paper="dividemix", dataset="clothing1m", noise_type="human", noise_rate=None,
+              method="dividemix", protocol="best")
+    assert paper_runs(dm) == (1.0, False)
+    jc = _get(papers, paper="jocor", dataset="mnist", noise_type="symmetric", noise_rate=0.8, method="jocor",
+              protocol="last10")
+    assert paper_runs(jc) == (5.0, True)
+    rsl = _get(papers, paper="rsl", dataset="cifar10", noise_type="asymmetric", noise_rate=0.4, method="rsl_wm",
+               protocol="last")
+    assert paper_runs(rsl) == (1.0, True)
+    assert paper_runs({"paper": "jocor", "n_runs": 3.0}) == (3.0, False)
+    with pytest.raises(ValueError, match="'newpaper' states no run count"):
+        paper_runs({"paper": "newpaper", "n_runs": math.nan})
