@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from bench import stats
 from bench.errors import BenchError
@@ -33,7 +32,6 @@ __all__ = ["CheckError", "Setting", "Judgement", "judge", "parse_noise", "read_a
            "check", "add_subcommand"]
 
 ACC_COLUMNS = ("acc", "accuracy", "test_acc")
-CONFIDENCE_DELTA = 0.90  # the interval of Δ that matches the TOST at alpha 0.05
 
 
 class CheckError(BenchError):
@@ -151,21 +149,13 @@ def judge(x: np.ndarray, *, ref_mean: float, ref_std: float, ref_n: float, n_ass
           margin: float = 1.0, alpha: float = 0.05) -> Judgement:
     """The user's runs ``x`` ``(n,)`` against a reference mean (with its std and run count, or NaN).
 
-    Uses :func:`bench.stats.test_against_paper` and its verdict; Δ = ours − reference with its
-    90% interval from the test's own standard error and degrees of freedom.
+    The verdict of :func:`bench.stats.test_against_paper` (the report's own, with the reference's
+    SE std/sqrt(n) in the difference's variance); Δ = ours − reference with its 90% interval.
     """
     pt = stats.test_against_paper(x, paper_mean=ref_mean, paper_std=ref_std, paper_n=ref_n, margin=margin,
-                                  alpha=alpha, power=None)
-    se = _standard_error(pt)
-    half = float(sps.t.ppf(0.5 + CONFIDENCE_DELTA / 2, pt.df)) * se if np.isfinite(pt.df) else math.nan
-    return Judgement(ref_mean, pt.paper_std, pt.paper_n, n_assumed, pt.test, pt.diff, pt.diff - half,
-                     pt.diff + half, pt.p_value, pt.p_tost, pt.verdict)
-
-
-def _standard_error(pt: stats.PaperTest) -> float:
-    if pt.test == "welch":
-        return math.sqrt(pt.std**2 / pt.n + pt.paper_std**2 / pt.paper_n)
-    return pt.std / math.sqrt(pt.n) if pt.n >= 2 else math.nan
+                                  alpha=alpha)
+    return Judgement(ref_mean, pt.paper_std, pt.paper_n, n_assumed, pt.test, pt.diff, pt.ci90_low,
+                     pt.ci90_high, pt.p_value, pt.p_tost, stats.verdict_text(pt.verdict, pt.diff))
 
 
 def _against_paper(x: np.ndarray, row: pd.Series, *, margin: float, alpha: float) -> tuple[Judgement, str]:

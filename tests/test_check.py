@@ -41,7 +41,7 @@ def test_summary_sample_has_the_given_mean_std_and_n() -> None:
 def test_judge_is_the_suite_test_and_its_90_interval() -> None:
     x = np.array([75.2, 76.1, 76.8, 75.5, 76.4])
     j = judge(x, ref_mean=79.41, ref_std=0.25, ref_n=5.0, n_assumed=True)
-    pt = stats.test_against_paper(x, paper_mean=79.41, paper_std=0.25, paper_n=5.0, power=None)
+    pt = stats.test_against_paper(x, paper_mean=79.41, paper_std=0.25, paper_n=5.0)
     assert (j.test, j.verdict, j.p_value, j.p_tost) == (pt.test, pt.verdict, pt.p_value, pt.p_tost)
     se = math.sqrt(x.var(ddof=1) / 5 + 0.25**2 / 5)
     half = float(stats.sps.t.ppf(0.95, pt.df)) * se
@@ -69,9 +69,15 @@ def test_csv_equals_its_summary_and_meets_the_records(capsys: pytest.CaptureFixt
     (results / "mygrid").mkdir(parents=True)
     ours = [85.1, 85.4, 84.8, 85.2, 85.5]
     for seed, a in enumerate(ours, 1):
+        metrics = {"epoch": [1], "test_acc": [a], "test_acc_networks": {}, "train_loss": [0.5],
+                   "selected_count": [None], "label_precision": [None], "label_recall": [None],
+                   "selected_per_class": [None], "extra": {}}
         record = dict(schema_version=1, run_id=f"r{seed}", grid="mygrid", label="jocor", method="jocor",
-                      dataset="mnist", noise_type="symmetric", noise_rate=0.8, noise_variant=None, noise_seed=0,
-                      seed=seed, status="ok", test_acc_last10=a, metrics={})
+                      method_params={}, dataset="mnist", network="mlp", noise_type="symmetric", noise_rate=0.8,
+                      noise_variant=None, noise_seed=0, seed=seed, epochs=2, train={},
+                      reference={"paper": "jocor", "protocol": "last10"}, realised_noise_rate=0.8,
+                      transition_matrix=None, metrics=metrics, test_acc_last=a, test_acc_best=a,
+                      test_acc_last10=a, wall_seconds=1.0, device="cpu", env={}, status="ok", error=None)
         (results / "mygrid" / f"r{seed}.json").write_text(json.dumps(record))
     base = ["check", "--paper", "jocor", "--method", "jocor", "--dataset", "mnist", "--noise", "symmetric:0.8",
             "--results", str(results)]
