@@ -54,7 +54,7 @@ def _index_runs(runs: pd.DataFrame) -> dict:
     return dict(tuple(runs.groupby(["dataset", "noise_type", "_rate", "_name"], sort=False)))
 
 
-def _test_claim(claim: pd.Series, index: dict, rng: np.random.Generator) -> dict:
+def _test_claim(claim: pd.Series, index: dict) -> dict:
     nan = math.nan
     out = dict(n=0, mean_diff=nan, ci_low=nan, ci_high=nan, p_value=nan, p_holm=nan, outcome=NO_RUNS, reason="")
     cell = (claim["dataset"], claim["noise_type"], _rate_key(claim["noise_rate"]))
@@ -77,7 +77,8 @@ def _test_claim(claim: pd.Series, index: dict, rng: np.random.Generator) -> dict
         out["reason"] = f"{len(shared)} shared (seed, noise_seed): not tested"
         return out
     x_a, x_b = (np.array([accs[k] for k in shared]) for accs in by_pair)
-    cmp = stats.paired_comparison(x_a, x_b, rng=rng)
+    # the pairs' noise draws: in a crossed design the comparison takes the draw-level SE
+    cmp = stats.paired_comparison(x_a, x_b, draws=[noise_seed for _, noise_seed in shared])
     out.update(mean_diff=cmp.mean_diff, ci_low=cmp.ci_low, ci_high=cmp.ci_high, p_value=cmp.p_t)
     return out
 
@@ -98,12 +99,11 @@ def evaluate_claims(claims: pd.DataFrame, runs: pd.DataFrame, *, alpha: float = 
     better - worse with its 95% t-interval ``ci_low``-``ci_high`` over ``n`` pairs; ``p_value``
     the two-sided paired t-test, ``p_holm`` Holm-adjusted over the tested claims of the same
     (paper, table). The outcome is one of :data:`OUTCOMES`; ``reason`` says why a claim was not
-    tested. The paired t-test needs no randomness; the generator fed to ``paired_comparison``
-    only drives its unused bootstrap and is fixed.
+    tested. The paired t-test needs no randomness.
     """
     claims = claims.reset_index(drop=True)
     index = _index_runs(runs)
-    tested = [_test_claim(claim, index, np.random.default_rng(0)) for _, claim in claims.iterrows()]
+    tested = [_test_claim(claim, index) for _, claim in claims.iterrows()]
     result = pd.concat([claims, pd.DataFrame(tested, index=claims.index, columns=list(RESULT_COLUMNS))], axis=1)
     p_holm = result["p_value"].to_numpy(float).copy()  # a family of one is its own adjustment
     for idx in result.groupby(["paper", "table"], sort=False).indices.values():

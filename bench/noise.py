@@ -265,19 +265,30 @@ def human(clean_labels, *, num_classes, rate, rng, dataset, variant=None, featur
 # features, human_labels) -> NoiseDraw
 
 def _draw(name: str, *, noise_types: dict[str, tuple[str, ...] | None] | None,
-          official_for: tuple[str, ...] = ()) -> Callable:
+          official_for: tuple[str, ...] = (), official_seed: int | None = None) -> Callable:
     """Register a noise draw with the settings it is defined for.
 
     noise_types: noise type -> the datasets it is defined for (None: any); None: every type.
     official_for: the noise types whose official code draws this way (``draw: official``).
+    official_seed: the seed the official code draws with by default; that (draw, seed) gives
+        the paper's own noisy labels (:func:`is_papers_draw`).
     """
 
     def decorator(fn: Callable[..., NoiseDraw]) -> Callable[..., NoiseDraw]:
         fn.noise_types = noise_types
         fn.official_for = official_for
+        fn.official_seed = official_seed
         return NOISE_DRAWS.register(name)(fn)
 
     return decorator
+
+
+def is_papers_draw(draw: str | None, noise_seed: object) -> bool:
+    """Whether (draw, noise_seed) is the official code's default draw, i.e. the paper's labels."""
+    if not draw or draw not in NOISE_DRAWS:
+        return False
+    seed = NOISE_DRAWS.get(draw).official_seed
+    return seed is not None and noise_seed is not None and int(noise_seed) == seed
 
 
 def check_draw(draw: str, noise_type: str, dataset: str) -> None:
@@ -331,7 +342,7 @@ def _noisify_matrix(noise_type: str, num_classes: int, rate: float, dataset: str
 
 @_draw("noisify", noise_types={"symmetric": None, "pairflip": None,
                                "asymmetric": ("mnist", "cifar10", "cifar100")},
-       official_for=("symmetric", "pairflip", "asymmetric"))
+       official_for=("symmetric", "pairflip", "asymmetric"), official_seed=0)
 def noisify_draw(clean_labels, *, noise_type, num_classes, rate, seed, dataset,
                  **_unused) -> NoiseDraw:
     """Co-teaching / Co-teaching+ / JoCoR data/utils.py noisify: RandomState(seed) multinomials.
@@ -364,7 +375,7 @@ def noisify_draw(clean_labels, *, noise_type, num_classes, rate, seed, dataset,
 
 
 @_draw("dividemix", noise_types={"symmetric_inclusive": None, "asymmetric": ("cifar10",)},
-       official_for=("symmetric_inclusive",))
+       official_for=("symmetric_inclusive",), official_seed=123)
 def dividemix_draw(clean_labels, *, noise_type, num_classes, rate, seed, dataset,
                    **_unused) -> NoiseDraw:
     """DivideMix dataloader_cifar.py: Python's random after random.seed(seed) (123 by default).

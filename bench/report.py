@@ -41,7 +41,7 @@ from bench import stats
 from bench.cli import OneLineParser, float_above, int_at_least
 from bench.errors import BenchError
 from bench.left_out import GRIDS_DIR, left_out_lines, split_runs
-from bench.papers import load_paper_numbers, lookup
+from bench.papers import DEFAULT_N_RUNS, load_claims, load_paper_numbers, lookup
 from bench.protocols import clean_val_index
 
 __all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "load_runs",
@@ -137,7 +137,8 @@ def load_grid_runs(results_dir: Path, grid: str, *, grids_dir: Path = GRIDS_DIR)
         raise ReportError(f"no successful runs in {results_dir / grid}{why}")
     runs = runs.copy()
     for col, default in (("label", None), ("paper", None), ("protocol", None), ("noise_variant", None),
-                         ("noise_seed", 0), ("seed", 0), ("metrics", None), ("realised_noise_rate", np.nan)):
+                         ("noise_seed", 0), ("seed", 0), ("metrics", None), ("realised_noise_rate", np.nan),
+                         ("noise_draw", "suite")):
         if col not in runs:
             runs[col] = default
     runs["label"] = runs["label"].fillna(runs["method"])
@@ -200,13 +201,15 @@ def family_size(papers: pd.DataFrame, prow: pd.Series) -> int:
 
 
 def draw_source(group: pd.DataFrame) -> str:
-    """``paper`` when a run's record says its noisy labels are the official code's own draw, else
+    """``paper`` when every run's record says its noisy labels are the official code's own default
+    draw (its ``noise_draw`` at the code's seed, :func:`bench.noise.is_papers_draw`), else
     ``suite``: a field the report does not know is not taken as the paper's draw."""
-    for col in ("noise_source", "noise_sampler", "noise_draw"):
-        if col in group and group[col].astype(str).str.lower().isin(["official", "paper"]).all():
-            return "paper"
-    variant = group["noise_variant"].astype(str).str.lower()
-    return "paper" if variant.str.contains("official").all() and len(group) else "suite"
+    from bench.noise import is_papers_draw
+
+    if len(group) and "noise_draw" in group and all(
+            is_papers_draw(d, s) for d, s in zip(group["noise_draw"], group["noise_seed"])):
+        return "paper"
+    return "suite"
 
 
 def draw_note(design: str, source: str, n_draws: int) -> str:
@@ -338,9 +341,11 @@ def _np_text(n_p: float) -> str:
 
 
 def _by_seed(group: pd.DataFrame) -> pd.Series:
-    # A rerun of the same (seed, noise_seed) is averaged so that pairs stay one-to-one.
-    return group.assign(noise_seed=group["noise_seed"].astype(object).where(group["noise_seed"].notna(), "unknown")) \
-        .groupby(["seed", "noise_seed"])["acc"].mean().dropna()
+    # A rerun of the same (seed, noise_seed) is averaged so that pairs stay one-to-one; runs on
+    # another sampler's draw (noise_draw) never pair, whatever their noise_seed.
+    return group.assign(noise_seed=group["noise_seed"].astype(object).where(group["noise_seed"].notna(), "unknown"),
+                        noise_draw=group["noise_draw"].fillna("suite")) \
+        .groupby(["seed", "noise_seed", "noise_draw"])["acc"].mean().dropna()
 
 
 def pairwise(runs: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -830,7 +835,10 @@ def header_text(settings: Settings) -> list[str]:
 
 def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across, settings: Settings,
            figures: dict, compute: str = "", drops: pd.DataFrame | None = None,
-           collapsed: pd.DataFrame | None = None, left: Sequence[str] = ()) -> str:
+           collapsed: pd.DataFrame | None = None, left: Sequence[str] = (),
+           extra: Sequence[str] = ()) -> str:
+    """The markdown report; ``extra`` holds further sections (claims, selection curves), placed
+    before the list of what was left out."""
     n_runs = int(summary["n"].sum())
     lines = [
         f"# Report: {grid}", "",
@@ -842,6 +850,7 @@ def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across
     for dataset in dict.fromkeys(summary["dataset"]):
         lines += _dataset_section(dataset, summary, pairs, settings, figures, drops, collapsed)
     lines += _across_section(across, settings, figures)
+    lines += list(extra)
     lines += list(left)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -879,19 +888,24 @@ def _draw(grid_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, across: Acr
 def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | None = None,
                  protocol: str | None = None, margin: float = 1.0, seed: int = 0, figures: bool = True,
                  n_boot: int = 2000, papers: pd.DataFrame | None = None, grids_dir: str | Path = GRIDS_DIR,
-                 default_paper_runs: int = 5, paper_runs: Mapping[str, int] | None = None) -> list[Path]:
+                 default_paper_runs: int = 5, paper_runs: Mapping[str, int] | None = None,
+                 claims: pd.DataFrame | None = None) -> list[Path]:
     """Write the report of each grid (or of ``grid``); returns the markdown files written.
 
     ``grids_dir`` holds the grid files records are checked against; ``default_paper_runs`` and
-    ``paper_runs`` (per paper key) are the run counts assumed where a paper gives a std but no n.
+    ``paper_runs`` (per paper key; default :data:`bench.papers.DEFAULT_N_RUNS`) are the run counts
+    assumed where a paper gives a std but no n; ``claims`` the ordinal claims registry (default
+    ``bench/claims.csv``).
     """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     papers = load_paper_numbers() if papers is None else papers
+    claims = load_claims() if claims is None else claims
+    paper_runs = DEFAULT_N_RUNS if paper_runs is None else paper_runs
     written = []
     for name in find_grids(results_dir, grid):
         runs, left_runs, damaged = load_grid_runs(results_dir, name, grids_dir=Path(grids_dir))
         settings = Settings(protocol=protocol or grid_protocol(runs), margin=margin, n_boot=n_boot, seed=seed,
-                            default_paper_runs=default_paper_runs, paper_runs=dict(paper_runs or {}))
+                            default_paper_runs=default_paper_runs, paper_runs=dict(paper_runs))
         runs = with_accuracy(runs, settings.protocol)
         rng = np.random.default_rng(seed)
         summary = summarise(runs, papers, settings, rng=rng)
@@ -910,10 +924,28 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
         drops.to_csv(grid_dir / "class_drops.csv", index=False)
         collapsed = collapses(runs)
         collapsed.to_csv(grid_dir / "collapses.csv", index=False)
+        extra = claims_lines(runs, claims, settings)
         md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs), drops, collapsed,
-                             left), encoding="utf-8")
+                             left, extra), encoding="utf-8")
         written.append(md)
     return written
+
+
+def claims_lines(runs: pd.DataFrame, claims: pd.DataFrame, settings: Settings) -> list[str]:
+    """The "Claims of the paper" section for the grid's paper table, or nothing for a grid that
+    reproduces no paper table. Claims are read under the report's protocol."""
+    from bench.claims import claims_markdown, evaluate_claims
+
+    refs = [r for r in runs["reference"] if isinstance(r, dict) and r.get("paper")] \
+        if "reference" in runs else []
+    if not refs:
+        return []
+    paper = pd.Series([r["paper"] for r in refs]).mode().iloc[0]
+    table = pd.Series([r.get("table") for r in refs if r["paper"] == paper]).mode()
+    mine = (claims["paper"] == paper) & (claims["protocol"] == settings.protocol)
+    if not table.empty:
+        mine &= claims["table"] == table.iloc[0]
+    return claims_markdown(evaluate_claims(claims[mine], runs, alpha=settings.alpha), alpha=settings.alpha)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -927,8 +959,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--n-boot", type=int_at_least(100), default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--no-figures", action="store_true", help="write no PNG files")
-    p.add_argument("--default-paper-runs", type=_at_least_two, default=5,
-                   help="run count assumed where a paper gives a std but no n (default 5)")
+    p.add_argument("--default-paper-runs", type=_at_least_two, default=None,
+                   help="run count assumed for every paper that gives a std but no n (default: each "
+                        "paper's own, bench.papers.DEFAULT_N_RUNS, else 5)")
     return p
 
 
@@ -947,7 +980,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         written = build_report(args.results, args.out, grid=args.grid, protocol=args.protocol,
                                margin=args.margin, seed=args.seed, figures=not args.no_figures,
-                               n_boot=args.n_boot, default_paper_runs=args.default_paper_runs)
+                               n_boot=args.n_boot, default_paper_runs=args.default_paper_runs or 5,
+                               paper_runs=None if args.default_paper_runs is None else {})
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

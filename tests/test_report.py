@@ -340,9 +340,9 @@ def _papers(**row: object) -> pd.DataFrame:
     extra = int(row.pop("extra", 0))
     base = {"paper": "jocor", "table": "Table 3", "method": "jocor", "dataset": "cifar10", "noise_type": "symmetric",
             "noise_rate": 0.5, "network": "", "protocol": "last10", "mean": 79.5, "std": 0.3, "n_runs": np.nan,
-            "provenance": "verified", "note": "", **row}
+            "std_over": "runs", "provenance": "verified", "note": "", **row}
     rows = [base] + [{**base, "method": f"other{i}", "mean": 50.0} for i in range(extra)]
-    return pd.DataFrame(rows, columns=[*COLUMNS, *(["std_over"] if "std_over" in row else [])])
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def _cell(tmp_path: Path, draws: list[int], *, level: float = 79.5, draw_sd: float = 0.0, **extra: object) -> Path:
@@ -381,8 +381,10 @@ def test_crossed_draws_are_decomposed_not_pooled(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("extra, words", [
     ({}, "one draw, not the paper's: the interval is conditional on it"),
-    ({"noise_source": "official"}, "one draw, the paper's own"),
-    ({"noise_source": "something new"}, "one draw, not the paper's"),
+    ({"noise_draw": "noisify"}, "one draw, the paper's own"),   # the official code's seed 0
+    ({"noise_draw": "dividemix"}, "one draw, not the paper's"),  # its own seed is 123, not 0
+    ({"noise_source": "official"}, "one draw, not the paper's"),  # a field the report does not know
+    ({"noise_draw": "something new"}, "one draw, not the paper's"),
 ])
 def test_one_shared_draw_says_whose(tmp_path: Path, extra: dict, words: str) -> None:
     row, text = _summary(_cell(tmp_path, [0] * 5, **extra), tmp_path, _papers())
@@ -480,3 +482,24 @@ def test_critical_difference_needs_enough_cells(tmp_path: Path) -> None:
     report.build_report(root, out, n_boot=200)
     text = (out / "wide.md").read_text()
     assert "Nemenyi critical difference" in text and (out / "wide" / "cd_diagram.png").is_file()
+
+
+def test_the_report_tests_the_claims_of_its_paper_table(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    for method, level in (("jocor", 80.0), ("coteaching", 78.0)):
+        for seed in range(1, 6):
+            rec = _record(grid="cell", label=method, method=method, dataset="cifar10", noise_type="symmetric",
+                          noise_rate=0.5, seed=seed, level=level, rng=rng, paper="jocor")
+            rec["reference"]["table"] = "Table 3"
+            _write(tmp_path / "results" / "cell", rec)
+    claims = pd.DataFrame([{"paper": "jocor", "table": "Table 3", "dataset": "cifar10", "noise_type": "symmetric",
+                            "noise_rate": 0.5, "better": "jocor", "worse": "coteaching", "protocol": "last10",
+                            "provenance": "verified", "source": "Table 3", "note": ""},
+                           {"paper": "jocor", "table": "Table 3", "dataset": "cifar10", "noise_type": "symmetric",
+                            "noise_rate": 0.5, "better": "coteaching", "worse": "jocor", "protocol": "best",
+                            "provenance": "verified", "source": "Table 3", "note": ""}])
+    report.build_report(tmp_path / "results", tmp_path / "reports", figures=False, n_boot=200, papers=_papers(),
+                        claims=claims)
+    text = (tmp_path / "reports" / "cell.md").read_text()
+    assert "## Claims of the paper" in text
+    assert "1 claims: holds 1, reversed 0, not shown 0" in text  # the best-protocol claim is not this report's
