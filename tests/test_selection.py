@@ -161,3 +161,19 @@ def test_records_without_curves_give_no_section(tmp_path) -> None:
     assert selection.selection_section([{"metrics": {"epoch": [0]}}], tmp_path) == []
     empty = selection.selection_curve_table([])
     assert selection.draw_selection_curves(empty, tmp_path / "x.png") is None
+
+
+def test_coteaching_plus_score_ranks_the_disagreement_set() -> None:
+    from methods.coteaching_plus import coteaching_plus_selection
+
+    gen = torch.Generator().manual_seed(3)
+    l1, l2 = torch.randn(32, 4, generator=gen), torch.randn(32, 4, generator=gen)
+    y = torch.randint(0, 4, (32,), generator=gen)
+    _, _, keep1, score1 = coteaching_plus_selection(l1, l2, y, torch.arange(1, 33),
+                                                    forget_rate=0.5, gate_open=True)
+    disagree = l1.argmax(1) != l2.argmax(1)
+    assert torch.equal(~torch.isnan(score1), disagree)
+    n = int(disagree.sum())
+    assert sorted(score1[disagree].tolist()) == pytest.approx([(r + 1) / n for r in range(n)])
+    kept = selection.kept_mask(score1.numpy(), "keep_fraction", 0.5)
+    assert kept.tolist() == keep1.tolist()
