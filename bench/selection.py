@@ -135,6 +135,74 @@ def final_epoch_summary(frame: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
+def trained_threshold_table(runs: pd.DataFrame | Sequence[dict]) -> pd.DataFrame:
+    """One row per run that trained at a posterior threshold (``method_params.p_threshold``):
+    its accuracy (``acc`` when the frame has it, else ``test_acc_last``) and the size and noise
+    rate (1 - precision) of its kept set at that threshold, at its last scored epoch.
+
+    Columns: label, dataset, noise_type, noise_rate, seed, run_id, p_threshold, acc, size,
+    noise_kept.
+    """
+    frame = runs if isinstance(runs, pd.DataFrame) else pd.DataFrame(list(runs))
+    curves = selection_curve_table(frame)
+    columns = [*_CELL, "seed", "run_id", "p_threshold", "acc", "size", "noise_kept"]
+    if curves.empty or "method_params" not in frame:
+        return pd.DataFrame(columns=columns)
+    acc = frame["acc"] if "acc" in frame else frame["test_acc_last"]
+    trained = pd.DataFrame({"run_id": frame["run_id"], "acc": pd.to_numeric(acc),
+                            "p_threshold": frame["method_params"].map(
+                                lambda m: (m or {}).get("p_threshold"))}).dropna()
+    curves = curves[curves["kind"] == "posterior"]
+    if trained.empty or curves.empty:
+        return pd.DataFrame(columns=columns)
+    trained["p_threshold"] = trained["p_threshold"].astype(float)
+    last = curves[curves["epoch"] == curves.groupby("run_id")["epoch"].transform("max")]
+    merged = last.merge(trained, on="run_id")
+    merged = merged[np.isclose(merged["point"], merged["p_threshold"])]
+    return merged.assign(noise_kept=1 - merged["precision"])[columns].reset_index(drop=True)
+
+
+def follows_noise(table: pd.DataFrame) -> pd.DataFrame:
+    """Per noise setting of :func:`trained_threshold_table`: the Spearman correlation over the
+    runs between the kept set's noise rate and the accuracy (negative: accuracy falls as the
+    clean set gets noisier), with its p-value and the number of runs."""
+    from scipy import stats as sps
+
+    rows = []
+    for (dataset, ntype, rate), group in table.groupby(_CELL[1:], dropna=False, sort=True):
+        ok = group.dropna(subset=["noise_kept", "acc"])
+        if len(ok) >= 3 and ok["noise_kept"].nunique() > 1 and ok["acc"].nunique() > 1:
+            rho, pval = sps.spearmanr(ok["noise_kept"], ok["acc"])
+        else:
+            rho, pval = np.nan, np.nan
+        rows.append({"dataset": dataset, "noise_type": ntype, "noise_rate": rate,
+                     "runs": len(ok), "spearman": float(rho), "p_value": float(pval)})
+    return pd.DataFrame(rows, columns=["dataset", "noise_type", "noise_rate", "runs",
+                                       "spearman", "p_value"])
+
+
+def _threshold_lines(runs) -> list[str]:
+    table = trained_threshold_table(runs)
+    if table.empty:
+        return []
+    lines = ["", "Accuracy against the kept set of the threshold each run trained with (mean over "
+             "its runs), and per setting the Spearman correlation over the runs between the kept "
+             "set's noise and the accuracy:", "",
+             "| method | setting | runs | accuracy (%) | kept | noise (%) |", "|---|---|---|---|---|---|"]
+    means = (table.groupby(_CELL, dropna=False, sort=True)
+             .agg(runs=("run_id", "nunique"), acc=("acc", "mean"), sd=("acc", "std"),
+                  size=("size", "mean"), noise=("noise_kept", "mean")).reset_index())
+    for _, row in means.iterrows():
+        lines.append(f"| {row['label']} | {row['noise_type']} {row['noise_rate']:g} | "
+                     f"{row['runs']} | {row['acc']:.2f} ± {_fmt(row['sd'], '{:.2f}')} | "
+                     f"{row['size']:.0f} | {_fmt(100 * row['noise'], '{:.1f}')} |")
+    lines += ["", "| setting | runs | Spearman (noise, accuracy) | p |", "|---|---|---|---|"]
+    for _, row in follows_noise(table).iterrows():
+        lines.append(f"| {row['noise_type']} {row['noise_rate']:g} | {row['runs']} | "
+                     f"{_fmt(row['spearman'], '{:.2f}')} | {_fmt(row['p_value'], '{:.3g}')} |")
+    return lines
+
+
 def draw_selection_curves(frame: pd.DataFrame, path: str | Path, *,
                           max_epochs: int = 8) -> Path | None:
     """Label precision against kept size, one panel per cell and one line per epoch (mean over
@@ -193,6 +261,7 @@ def selection_section(runs: pd.DataFrame | Sequence[dict], out_dir: str | Path, 
         lines.append(f"| {row['label']} | {row['noise_type']} {row['noise_rate']:g} | {point} | "
                      f"{row['runs']} | {row['size']:.0f} | {_fmt(100 * row['noise_kept'], '{:.1f}')}"
                      f" | {_fmt(100 * row['recall'], '{:.1f}')} | {row['min_class_kept']:.0f} |")
+    lines += _threshold_lines(runs)
     out_dir = Path(out_dir)
     if figures and draw_selection_curves(frame, out_dir / "selection_curves.png"):
         link = figure_link or f"{out_dir.name}/selection_curves.png"

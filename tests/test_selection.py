@@ -177,3 +177,31 @@ def test_coteaching_plus_score_ranks_the_disagreement_set() -> None:
     assert sorted(score1[disagree].tolist()) == pytest.approx([(r + 1) / n for r in range(n)])
     kept = selection.kept_mask(score1.numpy(), "keep_fraction", 0.5)
     assert kept.tolist() == keep1.tolist()
+
+
+def _posterior_record(p: float, seed: int, acc: float, precision_at: dict) -> dict:
+    points = list(selection.POINTS["posterior"])
+    prec = [precision_at.get(q, 0.5) for q in points]
+    curve = {"kind": "posterior", "points": points, "size": [None, [100 - 10 * i for i in range(10)]],
+             "precision": [None, prec], "recall": [None, [1.0] * 10],
+             "per_class": [None, [[50 - 5 * i, 50 - 5 * i] for i in range(10)]]}
+    return {"run_id": f"r{p}{seed}", "label": f"dividemix(p_threshold={p})", "method": "dividemix",
+            "dataset": "mnist", "noise_type": "asymmetric", "noise_rate": 0.3, "seed": seed,
+            "noise_seed": seed, "method_params": {"p_threshold": p}, "test_acc_last": acc,
+            "metrics": {"epoch": [0, 1], "selection_curve": curve}}
+
+
+def test_trained_threshold_table_and_correlation(tmp_path) -> None:
+    precision = {0.1: 0.7, 0.5: 0.8, 0.9: 0.95}
+    records = [_posterior_record(p, seed, acc + seed / 10, precision)
+               for p, acc in ((0.1, 90.0), (0.5, 92.0), (0.9, 95.0)) for seed in (1, 2)]
+    table = selection.trained_threshold_table(records)
+    assert len(table) == 6
+    row = table[(table["p_threshold"] == 0.5) & (table["seed"] == 1)].iloc[0]
+    assert row["size"] == 50 and row["noise_kept"] == pytest.approx(0.2) and row["acc"] == 92.1
+    corr = selection.follows_noise(table).iloc[0]
+    assert corr["runs"] == 6 and corr["spearman"] < -0.8    # less noise kept, more accuracy
+    lines = selection.selection_section(records, tmp_path / "g", figures=False)
+    assert any(line.startswith("| dividemix(p_threshold=0.5) | asymmetric 0.3 | 2 | 92.15")
+               for line in lines)
+    assert any(line.startswith("| asymmetric 0.3 | 6 | -0.") for line in lines)
