@@ -3,7 +3,8 @@
 Data flow: :func:`run` loads the dataset (uint8 tensors moved once to the device), draws the
 noisy labels from (dataset, noise type, rate, noise seed), builds the method with a
 :class:`RunContext`, and for each epoch calls the method's ``train_epoch``, evaluates every
-network on the test set and scores the method's selection against the clean labels. The record
+network on the test set and scores the method's selection against the clean labels (for a
+method that scores samples, also the selection curve of :mod:`bench.selection`). The record
 is written atomically by :mod:`bench.store`. Full state is checkpointed every few epochs and a
 run resumes from its last checkpoint.
 
