@@ -3,7 +3,8 @@
 Data flow: :func:`run` loads the dataset (uint8 tensors moved once to the device), draws the
 noisy labels from (dataset, noise type, rate, noise seed), builds the method with a
 :class:`RunContext`, and for each epoch calls the method's ``train_epoch``, evaluates every
-network on the test set and scores the method's selection against the clean labels. The record
+network on the test set and scores the method's selection against the clean labels (for a
+method that scores samples, also the selection curve of :mod:`bench.selection`). The record
 is written atomically by :mod:`bench.store`. Full state is checkpointed every few epochs and a
 run resumes from its last checkpoint.
 
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench import store
+from bench import selection, store
 from bench.config import RunSpec
 from bench.data import ImageData, hold_out_clean, load_dataset
 from bench.errors import BenchError, ConfigError
@@ -315,6 +316,19 @@ def selection_diagnostics(selected: torch.Tensor, visited: torch.Tensor,
     }
 
 
+def _append_selection_curve(metrics: dict, method, result, ctx: RunContext,
+                            clean: torch.Tensor) -> None:
+    """The epoch's selection curve from the method's ``scores`` (``metrics.selection_curve``,
+    :mod:`bench.selection`), for methods that declare a ``score_kind``."""
+    kind = getattr(method, "score_kind", None)
+    curve = None
+    if kind is not None and result.scores is not None:
+        curve = selection.selection_curve(
+            result.scores.detach().float().cpu().numpy(), ctx.noisy_labels.cpu().numpy(),
+            clean.cpu().numpy(), kind=kind, num_classes=ctx.num_classes)
+    selection.append_curve(metrics, curve, kind=kind, n_before=len(metrics["epoch"]) - 1)
+
+
 # ---- the run ---------------------------------------------------------------------------------
 
 def environment(device: torch.device, *, precision: str = "fp32") -> dict:
@@ -473,6 +487,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
             _score_corrected_labels(method, result, clean)
             _append_epoch(metrics, epoch, result, accs, reported_accuracy(method, accs), ctx,
                           clean)
+            _append_selection_curve(metrics, method, result, ctx, clean)
             if val is not None:   # the clean held-out set: every image scored
                 val_accs = evaluate(method, ctx, *val, drop_last=False)
                 metrics.setdefault("val_acc", []).append(reported_accuracy(method, val_accs))

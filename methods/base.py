@@ -37,11 +37,15 @@ class EpochResult:
         the first network's small-loss picks, DivideMix's labelled set), or None for methods
         that do not select. The engine scores it against the clean labels.
     extra: method-specific diagnostics, one float each (e.g. forget_rate, lambda_u).
+    scores: (N,) float tensor, the per-sample score the method ranked by this epoch (NaN for
+        samples it did not score), of its class's ``score_kind``; None when it scored nothing.
+        The engine turns it into the record's selection curve (:mod:`bench.selection`).
     """
 
     train_loss: float
     selected: torch.Tensor | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    scores: torch.Tensor | None = None
 
 
 class Method:
@@ -52,10 +56,14 @@ class Method:
 
     report: which accuracy the paper reports: ``net1``, ``mean`` (mean of the networks'
         accuracies, as JoCoR), or ``ensemble`` (the networks' summed logits, as DivideMix).
+    score_kind: None, or the kind of the ``EpochResult.scores`` the method exposes:
+        ``posterior`` (kept when score > p) or ``keep_fraction`` (rank quantile in its ranked
+        pool, kept when score <= f); see :mod:`bench.selection`.
     """
 
     Config: ClassVar[type] = NoConfig
     report: ClassVar[str] = "net1"
+    score_kind: ClassVar[str | None] = None
     # attributes beyond networks/optimisers that a checkpoint must keep (tensors, numbers)
     extra_state: ClassVar[tuple[str, ...]] = ()
 

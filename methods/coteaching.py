@@ -27,7 +27,9 @@ method reports net1 (``report = "net1"``), and the record keeps both networks' a
 Implementation notes: the two losses depend on disjoint parameters, so one backward of their sum
 gives the same gradients as the code's two backward passes. The selection is a ``torch.topk`` on
 the device; ties may be broken differently from ``np.argsort``. The selected mask is net1's
-small-loss picks (the samples net2 is trained on); ``train_loss`` is the loss net1 optimised
+small-loss picks (the samples net2 is trained on), and ``scores`` the rank quantile of each
+sample's net1 CE in its batch (the ranking behind the picks, for the selection curve);
+``train_loss`` is the loss net1 optimised
 (with the official normalisation, the mean CE divided by num_remember), as the code prints it.
 """
 
@@ -36,11 +38,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
 from methods.small_loss import (NORMALIZATIONS, check_fraction, coteaching_losses,
-                                num_remember, run_schedule)
+                                num_remember, rank_quantiles, run_schedule, unscored)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class CoteachingConfig:
 class Coteaching(Method):
     Config = CoteachingConfig
     report = "net1"
+    score_kind = "keep_fraction"   # net1's CE rank quantile in its batch
 
     def __init__(self, config: CoteachingConfig, ctx) -> None:
         super().__init__(config, ctx)
@@ -78,6 +82,7 @@ class Coteaching(Method):
         self.net1.train()
         self.net2.train()
         selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
+        scores = unscored(ctx.num_train, ctx.device)
         total, batches = torch.zeros((), device=ctx.device), 0
         for x, y, idx in ctx.train_batches():
             k = num_remember(forget_rate, len(y))
@@ -92,7 +97,9 @@ class Coteaching(Method):
             self.optimizer1.step()
             self.optimizer2.step()
             selected[idx[pick1]] = True
+            scores[idx] = rank_quantiles(F.cross_entropy(logits1.detach().float(), y,
+                                                         reduction="none"))
             total += loss1.detach()
             batches += 1
         return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
-                           extra={"forget_rate": forget_rate})
+                           extra={"forget_rate": forget_rate}, scores=scores)

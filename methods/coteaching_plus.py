@@ -39,7 +39,9 @@ Not verified: which network the paper reports (the code logs both); ``report = "
 Everything runs on the device without a host synchronisation per step: the disagreement set,
 the per-network ranks and both branches are computed as masked tensors and the branch is chosen
 with ``torch.where``. The selected mask is net1's picks (the samples net2 is trained on); for
-the no-disagreement fallback, the whole batch when the gate is open.
+the no-disagreement fallback, the whole batch when the gate is open. ``scores`` is net1's rank
+quantile in its batch (before ``init_epoch``) or in the batch's disagreement set (NaN for the
+samples outside it), for the selection curve.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ import torch.nn.functional as F
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
 from methods.small_loss import (NORMALIZATIONS, check_fraction, coteaching_losses,
-                                num_remember, run_schedule)
+                                num_remember, rank_quantiles, run_schedule, unscored)
 
 INIT_EPOCH = {"mnist": 0, "cifar10": 20, "cifar100": 5, "cifar10n": 20, "cifar100n": 5}
 
@@ -93,11 +95,26 @@ def coteaching_plus_losses(logits1: torch.Tensor, logits2: torch.Tensor, labels:
                            double_softmax: bool = True, normalization: str = "official",
                            index0_quirk: bool = True,
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``loss_coteaching_plus`` on one batch: (loss1, loss2, keep1).
+    """``loss_coteaching_plus`` on one batch: (loss1, loss2, keep1); see
+    :func:`coteaching_plus_selection`."""
+    return coteaching_plus_selection(
+        logits1, logits2, labels, idx, forget_rate=forget_rate, gate_open=gate_open,
+        double_softmax=double_softmax, normalization=normalization,
+        index0_quirk=index0_quirk)[:3]
+
+
+def coteaching_plus_selection(logits1: torch.Tensor, logits2: torch.Tensor,
+                              labels: torch.Tensor, idx: torch.Tensor, *, forget_rate: float,
+                              gate_open: bool, double_softmax: bool = True,
+                              normalization: str = "official", index0_quirk: bool = True,
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``loss_coteaching_plus`` on one batch: (loss1, loss2, keep1, score1).
 
     idx: (B,) dataset indices (for the index-0 quirk). gate_open: ``step < gate_steps``.
     keep1: (B,) bool, the samples net1 picked (net2's update set; the whole batch in the
     no-disagreement fallback when the gate is open).
+    score1: (B,) net1's rank quantile ``(rank + 1) / n`` within the n disagreeing samples (the
+    ranking behind keep1), NaN outside the disagreement set.
     """
     b = labels.shape[0]
     pos = torch.arange(b, device=labels.device)
@@ -117,7 +134,10 @@ def coteaching_plus_losses(logits1: torch.Tensor, logits2: torch.Tensor, labels:
     k = torch.floor(n.double() * (1 - forget_rate)).long()
     k = torch.where(k == 0, n, k)
     inf = torch.tensor(float("inf"), device=ce1.device)
-    keep1 = disagree & (_ranks(torch.where(disagree, ce1.detach(), inf)) < k)
+    rank1 = _ranks(torch.where(disagree, ce1.detach(), inf))
+    keep1 = disagree & (rank1 < k)
+    score1 = torch.where(disagree, (rank1 + 1).float() / n.clamp(min=1).float(),
+                         torch.full_like(ce1, float("nan")))
     keep2 = disagree & (_ranks(torch.where(disagree, ce2.detach(), inf)) < k)
     denom = k.clamp(min=1).to(ce1.dtype)  # finite in the unused branch, so no NaN gradient
     loss1_d = (ce1 * keep2).sum() / denom
@@ -132,13 +152,15 @@ def coteaching_plus_losses(logits1: torch.Tensor, logits2: torch.Tensor, labels:
 
     has = n > 0
     keep1 = torch.where(has, keep1, torch.full_like(keep1, gate_open))
-    return torch.where(has, loss1_d, loss1_f), torch.where(has, loss2_d, loss2_f), keep1
+    return (torch.where(has, loss1_d, loss1_f), torch.where(has, loss2_d, loss2_f), keep1,
+            score1)
 
 
 @METHODS.register("coteaching_plus")
 class CoteachingPlus(Method):
     Config = CoteachingPlusConfig
     report = "net1"
+    score_kind = "keep_fraction"   # net1's rank quantile in its batch / disagreement set
     extra_state = ("global_step",)
 
     @classmethod
@@ -161,6 +183,7 @@ class CoteachingPlus(Method):
         self.net1.train()
         self.net2.train()
         selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
+        scores = unscored(ctx.num_train, ctx.device)
         total, batches = torch.zeros((), device=ctx.device), 0
         for i, (x, y, idx) in enumerate(ctx.train_batches()):
             with ctx.autocast():
@@ -171,9 +194,10 @@ class CoteachingPlus(Method):
                     logits1, logits2, y, num_remember=k, normalization=cfg.loss_normalization)
                 keep1 = torch.zeros_like(y, dtype=torch.bool)
                 keep1[pick1] = True
+                score1 = rank_quantiles(F.cross_entropy(logits1.detach(), y, reduction="none"))
             else:
                 step = epoch * i if cfg.gate_counter == "epoch_x_iter" else self.global_step
-                loss1, loss2, keep1 = coteaching_plus_losses(
+                loss1, loss2, keep1, score1 = coteaching_plus_selection(
                     logits1, logits2, y, idx, forget_rate=forget_rate,
                     gate_open=step < cfg.gate_steps, double_softmax=cfg.double_softmax,
                     normalization=cfg.loss_normalization, index0_quirk=cfg.index0_quirk)
@@ -183,8 +207,9 @@ class CoteachingPlus(Method):
             self.optimizer1.step()
             self.optimizer2.step()
             selected[idx] = keep1
+            scores[idx] = score1
             total += loss1.detach()
             batches += 1
             self.global_step += 1
         return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
-                           extra={"forget_rate": forget_rate})
+                           extra={"forget_rate": forget_rate}, scores=scores)

@@ -45,7 +45,8 @@ batch is mixed from the labelled views alone (L_u = 0). Mixup permutations come 
 device generator and lambda from ``ctx.np_rng`` (the code: torch's and numpy's global states).
 
 Logged: ``selected`` is net1's labelled set (the division of net1's own GMM, on which net2 is
-trained; the engine scores its size and label precision); extra ``labelled_fraction`` (of
+trained; the engine scores its size and label precision), ``scores`` net1's clean probability
+(the selection curve over p = 0, ..., 0.9; none during warm-up); extra ``labelled_fraction`` (of
 net1's division), ``labelled_fraction_net2`` and ``lambda_u`` (its value at the epoch start);
 ``train_loss`` is net1's mean loss (CE during warm-up).
 """
@@ -124,6 +125,7 @@ def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
 class DivideMix(Method):
     Config = DivideMixConfig
     report = "ensemble"
+    score_kind = "posterior"       # net1's GMM clean probability (its division)
     extra_state = ("loss_history1", "loss_history2")
 
     @classmethod
@@ -164,7 +166,7 @@ class DivideMix(Method):
         self._train(epoch, self.net2, self.net1, self.optimizer2, pred1, prob1)
         self.ctx.visited.fill_(True)  # every sample was divided
         fractions = torch.stack([pred1.float().mean(), pred2.float().mean()]).tolist()
-        return EpochResult(train_loss=float(loss), selected=pred1,
+        return EpochResult(train_loss=float(loss), selected=pred1, scores=prob1,
                            extra={"lambda_u": self.lambda_u_at(epoch),
                                   "labelled_fraction": fractions[0],
                                   "labelled_fraction_net2": fractions[1]})

@@ -41,7 +41,8 @@ under its PyTorch; ``stable_kl: false`` runs the literal expression on the insta
 official code in a published reproduction log also ended in NaN (CIFAR-10 sym-20, ``Loss1: nan``
 from epoch 175); its cause is not known. Losses are computed in fp32 (logits are cast out of
 bf16 autocast).
-The selected mask is the joint selection (the same for both networks).
+The selected mask is the joint selection (the same for both networks); ``scores`` each sample's
+rank quantile of the ranked loss in its batch (for the selection curve).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ import torch.nn.functional as F
 
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
-from methods.small_loss import (check_fraction, num_remember, run_schedule,
-                                small_loss_indices)
+from methods.small_loss import (check_fraction, num_remember, rank_quantiles, run_schedule,
+                                small_loss_indices, unscored)
 
 
 @dataclass(frozen=True)
@@ -105,16 +106,28 @@ def jocor_loss(logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.Tenso
                co_lambda: float, num_remember: int, select_on: str = "joint",
                stable_kl: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean joint loss over the ``num_remember`` kept samples, and their (k,) batch positions."""
+    loss, pick, _ = jocor_selection(logits1, logits2, labels, co_lambda=co_lambda,
+                                    num_remember=num_remember, select_on=select_on,
+                                    stable_kl=stable_kl)
+    return loss, pick
+
+
+def jocor_selection(logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.Tensor, *,
+                    co_lambda: float, num_remember: int, select_on: str = "joint",
+                    stable_kl: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`jocor_loss` and the (B,) per-sample values it ranked the batch by."""
     joint, ce = jocor_joint_loss(logits1, logits2, labels, co_lambda=co_lambda,
                                  stable_kl=stable_kl)
-    pick = small_loss_indices(joint if select_on == "joint" else ce, num_remember)
-    return joint[pick].mean(), pick
+    ranked = joint if select_on == "joint" else ce
+    pick = small_loss_indices(ranked, num_remember)
+    return joint[pick].mean(), pick, ranked
 
 
 @METHODS.register("jocor")
 class JoCoR(Method):
     Config = JoCoRConfig
     report = "mean"
+    score_kind = "keep_fraction"   # rank quantile of the ranked loss in its batch
 
     @classmethod
     def setting_defaults(cls, *, dataset: str, noise_type: str,
@@ -146,19 +159,21 @@ class JoCoR(Method):
         self.net1.train()
         self.net2.train()
         selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
+        scores = unscored(ctx.num_train, ctx.device)
         total, batches = torch.zeros((), device=ctx.device), 0
         for x, y, idx in ctx.train_batches():
             with ctx.autocast():
                 logits1, logits2 = self.net1(x), self.net2(x)
-            loss, pick = jocor_loss(logits1.float(), logits2.float(), y,
-                                    co_lambda=cfg.co_lambda,
-                                    num_remember=num_remember(forget_rate, len(y)),
-                                    select_on=cfg.select_on, stable_kl=cfg.stable_kl)
+            loss, pick, ranked = jocor_selection(
+                logits1.float(), logits2.float(), y, co_lambda=cfg.co_lambda,
+                num_remember=num_remember(forget_rate, len(y)), select_on=cfg.select_on,
+                stable_kl=cfg.stable_kl)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             selected[idx[pick]] = True
+            scores[idx] = rank_quantiles(ranked)
             total += loss.detach()
             batches += 1
         return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
-                           extra={"forget_rate": forget_rate})
+                           extra={"forget_rate": forget_rate}, scores=scores)

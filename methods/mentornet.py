@@ -25,7 +25,8 @@ Sources and choices:
 * Not reproduced from google/mentornet: the learned or p-percentile moving-average threshold,
   the burn-in epochs with all weights 1 (the R(T) ramp plays that role), and example dropout.
 
-The selected mask is the epoch's kept samples.
+The selected mask is the epoch's kept samples; ``scores`` each sample's CE rank quantile in its
+batch (the ranking behind the kept set, for the selection curve).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ import torch.nn.functional as F
 
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
-from methods.small_loss import (check_fraction, num_remember, run_schedule,
-                                small_loss_mask)
+from methods.small_loss import (check_fraction, num_remember, rank_quantiles, run_schedule,
+                                small_loss_mask, unscored)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class MentorNetPD(Method):
 
     Config = MentorNetConfig
     report = "net1"
+    score_kind = "keep_fraction"   # CE rank quantile in the batch
 
     def __init__(self, config: MentorNetConfig, ctx) -> None:
         super().__init__(config, ctx)
@@ -84,6 +86,7 @@ class MentorNetPD(Method):
         forget_rate = float(self.rate_schedule[epoch])
         self.net1.train()
         selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
+        scores = unscored(ctx.num_train, ctx.device)
         total, batches = torch.zeros((), device=ctx.device), 0
         for x, y, idx in ctx.train_batches():
             with ctx.autocast():
@@ -94,7 +97,8 @@ class MentorNetPD(Method):
             loss.backward()
             self.optimizer.step()
             selected[idx] = keep
+            scores[idx] = rank_quantiles(F.cross_entropy(logits.detach(), y, reduction="none"))
             total += loss.detach()
             batches += 1
         return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
-                           extra={"forget_rate": forget_rate})
+                           extra={"forget_rate": forget_rate}, scores=scores)

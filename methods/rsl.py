@@ -43,8 +43,14 @@ validation set (``train.clean_val_fraction: 0.1``, :func:`bench.data.hold_out_cl
 bests (``if val_accuracy >= val_best``): protocol ``clean_val``, with ``reported_model_from``
 the first step-3 epoch. The network is ``wrn28_2`` with the code's own initialisation.
 
+Option beyond the code: ``selection: global`` keeps the ``sum_i num(i)`` samples of smallest
+mean loss over the whole training set, ignoring their labels: vanilla small-loss selection at
+RSL's budget, to measure what the class-wise rule adds. The default ``classwise`` is the code.
+
 Logged: ``selected`` is, during step 1, the selection the current mean loss would give (a
-diagnostic), and during step 3 the selected training set; extra ``phase`` (1 or 3).
+diagnostic), and during step 3 the selected training set; extra ``phase`` (1 or 3). During
+step 1 ``scores`` is each sample's mean-loss rank quantile in the pool the selection ranks (its
+noisy class, or the whole set under ``global``), for the selection curve; none in step 3.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ from bench.noise import (asymmetric_map, class_map_matrix, pairflip_matrix, symm
                          symmetric_inclusive_matrix)
 from bench.registry import METHODS
 from methods.base import EpochResult, Method
+from methods.small_loss import rank_quantiles, small_loss_indices
+
+
+SELECTIONS = ("classwise", "global")
 
 
 @dataclass(frozen=True)
@@ -70,10 +80,13 @@ class SelectionConfig:
     class_balance: bool = False        # main.py: class_balance_num for Structured only
     record_augment: bool = True        # util.py epoch_count_entropy_loss on noisy_trainloader
     assumed_noise_rate: float | None = None  # eta for noise without a nominal matrix (human)
+    selection: str = "classwise"       # main.py: num(i) per noisy class; "global": same budget
 
     def __post_init__(self) -> None:
         if self.sel_epoch < 1 or self.gamma_index not in (0, 1, 2):
             raise ValueError("sel_epoch must be >= 1 and gamma_index one of 0, 1, 2")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
 
 
 @dataclass(frozen=True)
@@ -117,17 +130,47 @@ def selection_counts(class_rates: np.ndarray, noisy_counts: np.ndarray, *, beta:
     return np.minimum(gamma * z.min() * prior, available).astype(np.int64)
 
 
-def select_per_class(mean_loss: torch.Tensor, noisy_labels: torch.Tensor,
-                     counts: torch.Tensor) -> torch.Tensor:
-    """(N,) bool: the ``counts[i]`` samples of smallest ``mean_loss`` among those labelled i."""
+def class_ranks(mean_loss: torch.Tensor, noisy_labels: torch.Tensor,
+                num_classes: int) -> torch.Tensor:
+    """(N,) rank of every sample's ``mean_loss`` among the samples of its noisy class (0 the
+    smallest)."""
     order = torch.argsort(mean_loss)
     order = order[torch.sort(noisy_labels[order], stable=True).indices]
     sorted_labels = noisy_labels[order]
-    starts = torch.cumsum(torch.bincount(noisy_labels, minlength=len(counts)), 0)
-    starts = starts - torch.bincount(noisy_labels, minlength=len(counts))
-    rank = torch.arange(len(order), device=order.device) - starts[sorted_labels]
+    sizes = torch.bincount(noisy_labels, minlength=num_classes)
+    starts = torch.cumsum(sizes, 0) - sizes
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(len(order), device=order.device) - starts[sorted_labels]
+    return ranks
+
+
+def select_per_class(mean_loss: torch.Tensor, noisy_labels: torch.Tensor,
+                     counts: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the ``counts[i]`` samples of smallest ``mean_loss`` among those labelled i."""
+    ranks = class_ranks(mean_loss, noisy_labels, len(counts))
+    return ranks < counts.to(ranks.device)[noisy_labels]
+
+
+def selection_scores(mean_loss: torch.Tensor, noisy_labels: torch.Tensor, num_classes: int, *,
+                     selection: str = "classwise") -> torch.Tensor:
+    """(N,) rank quantile ``(rank + 1) / n`` of each sample's ``mean_loss`` in the pool the
+    selection ranks: its noisy class (``classwise``) or the whole set (``global``)."""
+    if selection == "global":
+        return rank_quantiles(mean_loss)
+    sizes = torch.bincount(noisy_labels, minlength=num_classes)
+    ranks = class_ranks(mean_loss, noisy_labels, num_classes)
+    return (ranks + 1).float() / sizes[noisy_labels].float()
+
+
+def select(mean_loss: torch.Tensor, noisy_labels: torch.Tensor, counts: torch.Tensor, *,
+           selection: str = "classwise") -> torch.Tensor:
+    """(N,) bool selected set: ``counts[i]`` per noisy class i (``classwise``, RSL), or the
+    ``counts.sum()`` smallest mean losses of the whole set (``global``, vanilla small-loss
+    selection at the same budget)."""
+    if selection == "classwise":
+        return select_per_class(mean_loss, noisy_labels, counts)
     mask = torch.zeros_like(noisy_labels, dtype=torch.bool)
-    mask[order] = rank < counts.to(order.device)[sorted_labels]
+    mask[small_loss_indices(mean_loss, int(counts.sum()))] = True
     return mask
 
 
@@ -135,6 +178,7 @@ class SmallLossSelection(Method):
     """Step 1 and 2 of RSL, shared by ``rsl`` and ``rsl_wm``: CE epochs, loss record, selection."""
 
     extra_state = ("loss_sum", "selected")
+    score_kind = "keep_fraction"   # step 1: mean-loss rank quantile in the selection's pool
 
     @classmethod
     def setting_defaults(cls, *, dataset: str, noise_type: str,
@@ -169,14 +213,19 @@ class SmallLossSelection(Method):
         """One step-1 epoch: CE on all samples, then the loss record."""
         loss = self.ce_epoch(self.net1, self.optimizer)
         self.record_losses()
-        done = epoch - self.ctx.start_epoch + 1
-        mask = select_per_class(self.loss_sum / done, self.ctx.noisy_labels, self.counts)
+        mean_loss = self.loss_sum / (epoch - self.ctx.start_epoch + 1)
+        mask = select(mean_loss, self.ctx.noisy_labels, self.counts,
+                      selection=self.config.selection)
+        scores = selection_scores(mean_loss, self.ctx.noisy_labels, self.ctx.num_classes,
+                                  selection=self.config.selection)
         self.ctx.visited.fill_(True)  # the selection ranks every sample
-        return EpochResult(train_loss=float(loss), selected=mask, extra={"phase": 1.0})
+        return EpochResult(train_loss=float(loss), selected=mask, extra={"phase": 1.0},
+                           scores=scores)
 
     def finish_selection(self) -> None:
         mean_loss = self.loss_sum / self.config.sel_epoch
-        self.selected = select_per_class(mean_loss, self.ctx.noisy_labels, self.counts)
+        self.selected = select(mean_loss, self.ctx.noisy_labels, self.counts,
+                               selection=self.config.selection)
 
     def ce_epoch(self, net, optimizer, indices: torch.Tensor | None = None) -> torch.Tensor:
         ctx = self.ctx

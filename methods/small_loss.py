@@ -47,6 +47,21 @@ def small_loss_indices(loss: torch.Tensor, k: int) -> torch.Tensor:
     return torch.topk(loss.detach(), k, largest=False, sorted=False).indices
 
 
+def rank_quantiles(values: torch.Tensor) -> torch.Tensor:
+    """(B,) ``(rank + 1) / B`` of each entry of ``values`` (B,), rank 0 the smallest: the
+    ``keep_fraction`` score of :mod:`bench.selection` (kept at f when <= f, i.e. rank < f B)."""
+    order = torch.argsort(values.detach(), stable=True)
+    quantiles = torch.empty(len(values), dtype=torch.float32, device=values.device)
+    quantiles[order] = torch.arange(1, len(values) + 1, device=values.device,
+                                    dtype=torch.float32) / len(values)
+    return quantiles
+
+
+def unscored(num_train: int, device) -> torch.Tensor:
+    """(N,) float NaN: an epoch's scores before any sample is ranked."""
+    return torch.full((num_train,), float("nan"), device=device)
+
+
 def small_loss_mask(loss: torch.Tensor, k: int) -> torch.Tensor:
     """(B,) bool mask of the ``k`` smallest entries of ``loss`` (B,)."""
     mask = torch.zeros(loss.shape[0], dtype=torch.bool, device=loss.device)
