@@ -43,6 +43,7 @@ from bench.errors import BenchError
 from bench.left_out import GRIDS_DIR, left_out_lines, split_runs
 from bench.papers import DEFAULT_N_RUNS, load_claims, load_paper_numbers, lookup
 from bench.protocols import clean_val_index
+from bench.selection import selection_section
 
 __all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "load_runs",
            "load_grid_runs", "paper_run_count", "family_size", "draw_source", "draw_note", "main"]
@@ -924,7 +925,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
         drops.to_csv(grid_dir / "class_drops.csv", index=False)
         collapsed = collapses(runs)
         collapsed.to_csv(grid_dir / "collapses.csv", index=False)
-        extra = claims_lines(runs, claims, settings)
+        extra = claims_lines(runs, claims, settings) + selection_section(runs, grid_dir, figures=figures)
         md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs), drops, collapsed,
                              left, extra), encoding="utf-8")
         written.append(md)

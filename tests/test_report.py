@@ -503,3 +503,20 @@ def test_the_report_tests_the_claims_of_its_paper_table(tmp_path: Path) -> None:
     text = (tmp_path / "reports" / "cell.md").read_text()
     assert "## Claims of the paper" in text
     assert "1 claims: holds 1, reversed 0, not shown 0" in text  # the best-protocol claim is not this report's
+
+
+def test_the_report_shows_selection_curves_of_scoring_runs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    for seed in range(1, 4):
+        rec = _record(grid="cell", label="coteaching", method="coteaching", dataset="cifar10",
+                      noise_type="symmetric", noise_rate=0.5, seed=seed, level=80.0, rng=rng)
+        points = [0.5, 1.0]
+        rec["metrics"]["selection_curve"] = {
+            "kind": "keep_fraction", "points": points, "size": [[50, 100]] * EPOCHS,
+            "precision": [[0.9, 0.5]] * EPOCHS, "recall": [[0.9, 1.0]] * EPOCHS,
+            "per_class": [[[5] * 10, [10] * 10]] * EPOCHS}
+        _write(tmp_path / "results" / "cell", rec)
+    report.build_report(tmp_path / "results", tmp_path / "reports", n_boot=200, papers=_papers())
+    text = (tmp_path / "reports" / "cell.md").read_text()
+    assert "## Selection curves" in text and "| coteaching | symmetric 0.5 | f = 0.5 | 3 | 50 | 10.0 |" in text
+    assert (tmp_path / "reports" / "cell" / "selection_curves.png").is_file()
