@@ -114,8 +114,11 @@ def _from_curve(metrics: object, protocol: str) -> float:
 
 
 def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
-    """The runs of one grid that join its cells, one row per run (see :func:`load_grid_runs`)."""
-    return load_grid_runs(results_dir, grid)[0]
+    """The runs of one grid that join its cells, one row per run (see :func:`load_grid_runs`);
+    ``attrs["left_out"]`` lists the damaged files skipped, as (path, reason) pairs."""
+    runs, _, damaged = load_grid_runs(results_dir, grid)
+    runs.attrs["left_out"] = damaged
+    return runs
 
 
 def load_grid_runs(results_dir: Path, grid: str, *, grids_dir: Path = GRIDS_DIR) -> tuple[pd.DataFrame, pd.DataFrame, list]:
@@ -129,13 +132,14 @@ def load_grid_runs(results_dir: Path, grid: str, *, grids_dir: Path = GRIDS_DIR)
     except (OSError, ValueError, BenchError) as err:
         raise ReportError(f"cannot read the records of grid {grid!r}: {err}") from None
     damaged = list(records.attrs.get("left_out") or [])
-    for path, reason in damaged:
-        print(f"warning: record left out of the report: {path}: {reason}", file=sys.stderr)
     if runs.empty:
         why = f": {len(left)} left out, e.g. {left['why'].iloc[0]}" if len(left) else ""
         if damaged:
-            why += f"; {len(damaged)} damaged file(s), e.g. {damaged[0][0]}: {damaged[0][1]}"
+            why += (f" ({len(damaged)} damaged record(s) left out, e.g. {damaged[0][0]}: "
+                    f"{damaged[0][1]})")
         raise ReportError(f"no successful runs in {results_dir / grid}{why}")
+    for path, reason in damaged:
+        print(f"warning: record left out of the report: {path}: {reason}", file=sys.stderr)
     runs = runs.copy()
     for col, default in (("label", None), ("paper", None), ("protocol", None), ("noise_variant", None),
                          ("noise_seed", 0), ("seed", 0), ("metrics", None), ("realised_noise_rate", np.nan),

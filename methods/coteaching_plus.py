@@ -189,7 +189,7 @@ class CoteachingPlus(Method):
             with ctx.autocast():
                 logits1, logits2 = self.net1(x).float(), self.net2(x).float()
             if epoch < cfg.init_epoch:
-                k = num_remember(forget_rate, len(y)) or len(y)
+                k = num_remember(forget_rate, len(y))
                 loss1, loss2, pick1, _ = coteaching_losses(
                     logits1, logits2, y, num_remember=k, normalization=cfg.loss_normalization)
                 keep1 = torch.zeros_like(y, dtype=torch.bool)

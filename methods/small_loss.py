@@ -38,8 +38,14 @@ def forget_rate_schedule(n_epoch: int, forget_rate: float, *, num_gradual: int =
 
 
 def num_remember(forget_rate: float, batch_size: int) -> int:
-    """How many samples of a batch of ``batch_size`` the official ``loss.py`` keeps."""
-    return int((1 - forget_rate) * batch_size)
+    """How many samples of a batch of ``batch_size`` the official ``loss.py`` keeps.
+
+    At least one of a non-empty batch: the official loaders drop the last, short batch
+    (``drop_last=True``), so their ``int((1 - forget_rate) * batch_size)`` is never 0; a loader
+    that keeps it (a dataset whose size leaves a batch of one or two) would otherwise average
+    an empty selection into a NaN loss. Unchanged wherever the official code's count is >= 1.
+    """
+    return max(int((1 - forget_rate) * batch_size), min(batch_size, 1))
 
 
 def small_loss_indices(loss: torch.Tensor, k: int) -> torch.Tensor:

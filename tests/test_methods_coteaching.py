@@ -55,6 +55,8 @@ def test_num_remember_is_the_codes_int() -> None:
     assert num_remember(0.2, 128) == 102          # int(102.4)
     assert num_remember(0.5 / 9, 128) == 120      # int(120.89)
     assert num_remember(0.0, 128) == 128
+    # a last batch of one sample keeps it (the official loaders drop such a batch)
+    assert num_remember(0.5, 1) == 1 and num_remember(0.8, 3) == 1 and num_remember(0.5, 0) == 0
 
 
 def test_forget_rate_defaults() -> None:

@@ -14,7 +14,7 @@ import torch
 from bench import engine, selection, store
 from bench.registry import METHODS
 from methods.rsl import select, selection_scores
-from methods.small_loss import num_remember, rank_quantiles
+from methods.small_loss import rank_quantiles
 
 
 def test_posterior_curve_by_hand() -> None:
@@ -66,7 +66,7 @@ def test_keep_fraction_keeps_the_smallest_floor_f_n(batch: int) -> None:
         kept = selection.kept_mask(q, "keep_fraction", f)
         assert kept.sum() == math.floor(f * batch + 1e-9)
         # the codes' int((1 - forget_rate) n) is the same count up to floating point
-        assert 0 <= kept.sum() - num_remember(1 - f, batch) <= 1
+        assert 0 <= kept.sum() - int((1 - (1 - f)) * batch) <= 1
         # the kept samples are the smallest losses
         if 0 < kept.sum() < batch:
             assert loss.numpy()[kept].max() < loss.numpy()[~kept].min()
