@@ -40,7 +40,7 @@ import yaml
 from bench.errors import ConfigError, UnknownNameError
 from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_MODELS
 
-PROTOCOLS = ("last", "best", "last10")
+PROTOCOLS = ("last", "best", "last10", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class TrainConfig:
     epochs: int = 200                      # n_epoch of the schedule
     start_epoch: int = 0                   # first trained epoch (1 in the Co-teaching family)
     batch_size: int = 128
-    optimizer: str = "adam"                # adam | sgd
+    optimizer: str = "adam"                # adam | sgd | adagrad
     lr: float = 0.001
     momentum: float = 0.9                  # sgd only
     weight_decay: float = 0.0
@@ -75,8 +75,9 @@ class TrainConfig:
     network_options: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.optimizer not in ("adam", "sgd", "adagrad"):
+            raise ConfigError("train.optimizer must be adam, sgd or adagrad, "
+                              f"got {self.optimizer!r}")
         if self.schedule not in ("constant", "coteaching", "multistep"):
             raise ConfigError("train.schedule must be constant, coteaching or multistep, "
                               f"got {self.schedule!r}")

@@ -96,9 +96,10 @@ class RunContext:
         self.use_amp = device.type == "cuda"
 
     # -- networks and optimisers -------------------------------------------------------------
-    def make_network(self) -> nn.Module:
+    def make_network(self, network: str | None = None) -> nn.Module:
+        """The run's network, or the registered ``network`` a method's protocol prescribes."""
         c, h, _ = self.image_shape
-        net = build_network(self.spec.network, in_channels=c, num_classes=self.num_classes,
+        net = build_network(network or self.spec.network, in_channels=c, num_classes=self.num_classes,
                             image_size=h, options=self.train_cfg.network_options)
         net = net.to(self.device)
         if self.device.type == "cuda":
@@ -114,6 +115,9 @@ class RunContext:
         # fused kernels: one update kernel for all parameters (CPU and CUDA), same arithmetic
         if cfg.optimizer == "adam":
             opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, fused=True)
+        elif cfg.optimizer == "adagrad":  # Keras 2.0 Adagrad: zero accumulator, epsilon 1e-8
+            opt = torch.optim.Adagrad(params, lr=lr, eps=1e-8, weight_decay=cfg.weight_decay,
+                                      fused=True)
         else:
             opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum,
                                   weight_decay=cfg.weight_decay, fused=True)
