@@ -331,6 +331,8 @@ def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None
     """
     if data is None:
         data = load_dataset(spec.dataset, root=data_root, verify=verify)
+    if spec.smoke_limits is not None:
+        data = smoke_subset(data, spec.smoke_limits)
     clean = data.train_labels
     features = None
     if spec.noise_type == "instance":
@@ -360,6 +362,18 @@ def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None
         "_nominal_matrix": draw.nominal_transition_matrix,
     }
     return data, draw.noisy_labels, info
+
+
+def smoke_subset(data: ImageData, limits: dict) -> ImageData:
+    """The first ``limit_train`` training and ``limit_test`` test images of ``data`` (in memory),
+    human label sets cut alike; a smoke run's data (see :func:`bench.config.smoke_spec`)."""
+    if not data.in_memory:
+        raise ConfigError(f"smoke runs need an in-memory dataset; {data.name} is read from files")
+    n, m = limits.get("limit_train"), limits.get("limit_test")
+    return dataclasses.replace(
+        data, train_images=data.train_images[:n], train_labels=data.train_labels[:n],
+        test_images=data.test_images[:m], test_labels=data.test_labels[:m],
+        human_labels={k: v[:n] for k, v in data.human_labels.items()})
 
 
 def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | None = None,
@@ -468,6 +482,8 @@ def _base_record(spec: RunSpec, dev: torch.device) -> dict:
                test_acc_last10=None, method_state={}, wall_seconds=None, device=str(dev),
                env=environment(dev), status="running", error=None, started_at=_now(),
                finished_at=None)
+    if spec.smoke_limits is not None:
+        rec["smoke"] = True   # a check that the path trains, never a result
     return rec
 
 

@@ -11,7 +11,8 @@ dataset       ``mnist``, ``cifar10``, ``cifar100``, ``clothing1m``, ``food101n``
 noise_type    ``symmetric``, ``symmetric_inclusive``, ``pairflip``, ``asymmetric``, ``human``
 noise_rate    nominal rate; blank for ``human``
 network       suite network name, blank where the suite has none
-protocol      ``last``, ``best`` or ``last10`` (mean of the last ten epochs)
+protocol      ``last``, ``best``, ``last10`` (mean of the last ten epochs) or ``val_loss``
+              (the epoch of lowest loss on a noisy validation split)
 mean, std     percent; std blank when the paper gives none
 n_runs        blank when the paper does not say
 provenance    ``verified`` (read from the source), ``secondary`` (read from a source quoting the
@@ -39,7 +40,7 @@ PAPER_NUMBERS_CSV = Path(__file__).with_name("paper_numbers.csv")
 COLUMNS = ("paper", "table", "method", "dataset", "noise_type", "noise_rate", "network", "protocol",
            "mean", "std", "n_runs", "provenance", "note")
 PROVENANCES = ("verified", "secondary", "recalled")
-PROTOCOLS = ("last", "best", "last10")
+PROTOCOLS = ("last", "best", "last10", "val_loss")
 _NUMERIC = ("noise_rate", "mean", "std", "n_runs")
 _REQUIRED = ("paper", "table", "method", "dataset", "noise_type", "protocol", "mean", "provenance")
 

@@ -39,11 +39,12 @@ from bench.papers import load_paper_numbers, lookup
 __all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "main"]
 
 CELL = ["dataset", "noise_type", "noise_rate", "noise_variant"]
-PROTOCOLS = ("last", "best", "last10")
+PROTOCOLS = ("last", "best", "last10", "val_loss")
 PROTOCOL_TEXT = {
     "last": "test accuracy at the last epoch",
     "best": "best test accuracy over all epochs",
     "last10": "mean test accuracy over the last ten epochs",
+    "val_loss": "test accuracy of the last stage's epoch of lowest loss on a noisy validation split",
 }
 DAGGER = "†"
 DROP_SHARE = 0.5  # a class is dropped when unselected in at least this share of epochs
@@ -90,7 +91,21 @@ def _from_curve(metrics: object, protocol: str) -> float:
         if isinstance(metrics, dict) else np.array([])
     if curve.size == 0:
         return math.nan
+    if protocol == "val_loss":
+        return _at_lowest_val_loss(metrics, curve)
     return float({"last": curve[-1], "best": np.nanmax(curve), "last10": np.nanmean(curve[-10:])}[protocol])
+
+
+def _at_lowest_val_loss(metrics: dict, curve: np.ndarray) -> float:
+    """Test accuracy at the first epoch of lowest ``extra.val_loss`` within the last ``extra.stage``
+    (Keras' ``ModelCheckpoint(monitor='val_loss', save_best_only=True)``); NaN without a val_loss."""
+    extra = metrics.get("extra") or {}
+    val = np.array([np.nan if v is None else v for v in extra.get("val_loss") or []], dtype=float)
+    if val.size != curve.size or np.isnan(val).all():
+        return math.nan
+    stage = np.array([np.nan if v is None else v for v in extra.get("stage") or [1.0] * val.size], dtype=float)
+    val[stage != np.nanmax(stage)] = np.nan
+    return float(curve[int(np.nanargmin(val))])
 
 
 def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
@@ -101,6 +116,8 @@ def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
         runs = load_records(results_dir, grid)
     except (OSError, ValueError) as err:
         raise ReportError(f"cannot read the records of grid {grid!r}: {err}") from None
+    if "smoke" in runs:  # smoke runs check that a path trains; they are never reported
+        runs = runs[runs["smoke"].ne(True)]
     if runs.empty:
         raise ReportError(f"no successful runs in {results_dir / grid}")
     runs = runs.copy()
@@ -128,7 +145,9 @@ def with_accuracy(runs: pd.DataFrame, protocol: str) -> pd.DataFrame:
     col = f"test_acc_{protocol}"
     acc = pd.to_numeric(runs[col], errors="coerce") if col in runs else pd.Series(np.nan, index=runs.index)
     fallback = runs["metrics"].map(lambda m: _from_curve(m, protocol))
-    return runs.assign(acc=acc.fillna(fallback).astype(float))
+    # a method that selects its reported checkpoint on validation loss is reported at it
+    selected = runs["metrics"].map(lambda m: _from_curve(m, "val_loss"))
+    return runs.assign(acc=selected.fillna(acc.fillna(fallback)).astype(float))
 
 
 # --------------------------------------------------------------------------------------------
