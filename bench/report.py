@@ -46,6 +46,8 @@ PROTOCOL_TEXT = {
     "last10": "mean test accuracy over the last ten epochs",
     "val_loss": "test accuracy of the last stage's epoch of lowest loss on a noisy validation split",
 }
+# methods that run a paper's method under another protocol, tested against its number
+PAPER_METHOD = {"f_correction_patrini": "f_correction"}
 DAGGER = "†"
 DROP_SHARE = 0.5  # a class is dropped when unselected in at least this share of epochs
 CHANCE_FACTOR = 1.5  # a run has collapsed when its accuracy is at most this multiple of chance
@@ -147,7 +149,8 @@ def with_accuracy(runs: pd.DataFrame, protocol: str) -> pd.DataFrame:
     fallback = runs["metrics"].map(lambda m: _from_curve(m, protocol))
     # a method that selects its reported checkpoint on validation loss is reported at it
     selected = runs["metrics"].map(lambda m: _from_curve(m, "val_loss"))
-    return runs.assign(acc=selected.fillna(acc.fillna(fallback)).astype(float))
+    return runs.assign(acc=selected.fillna(acc.fillna(fallback)).astype(float),
+                       acc_protocol=np.where(selected.notna(), "val_loss", protocol))
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,10 +175,10 @@ def summarise(runs: pd.DataFrame, papers: pd.DataFrame, settings: Settings, *, r
         desc = stats.describe(x, confidence=settings.confidence, n_boot=settings.n_boot, rng=rng)
         method, paper = str(group["method"].iloc[0]), _first(group["paper"])
         prow = lookup(papers, paper=paper, dataset=dataset, noise_type=noise_type, noise_rate=noise_rate,
-                      method=method, protocol=settings.protocol) if paper else None
+                      method=PAPER_METHOD.get(method, method), protocol=settings.protocol) if paper else None
         row = {"grid": group["grid"].iloc[0], "dataset": dataset, "noise_type": noise_type,
                "noise_rate": noise_rate, "noise_variant": variant, "method": method, "label": label,
-               "protocol": settings.protocol, **{k: v for k, v in desc.as_dict().items() if k != "note"},
+               "protocol": _first(group["acc_protocol"]) if "acc_protocol" in group else settings.protocol, **{k: v for k, v in desc.as_dict().items() if k != "note"},
                "realised_noise_rate": float(pd.to_numeric(group["realised_noise_rate"], errors="coerce").mean()),
                "paper": paper, "paper_table": None, "paper_mean": np.nan, "paper_std": np.nan,
                "paper_n": np.nan, "provenance": None, "diff": np.nan, "test": None, "p_value": np.nan,
@@ -568,6 +571,8 @@ def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across
         f"# Report: {grid}", "",
         f"{n_runs} runs, {summary[CELL].drop_duplicates().shape[0]} noise settings, "
         f"{summary['label'].nunique()} methods. Protocol `{settings.protocol}`: {PROTOCOL_TEXT[settings.protocol]}."
+        + "".join(f" {', '.join(sorted(set(summary.loc[summary['protocol'] == p, 'label'])))}: protocol `{p}`, "
+                  f"{PROTOCOL_TEXT[p]}." for p in sorted(set(summary["protocol"]) - {settings.protocol}))
         + (f" {compute}" if compute else ""), "",
         f"Against a paper's number: Welch's t-test when the paper gives std and run count, else a one-sample "
         f"t-test; equivalence by two one-sided tests within ±{settings.margin:g} accuracy points; p-values "

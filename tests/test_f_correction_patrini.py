@@ -109,16 +109,16 @@ def test_stage_one_restores_its_selected_checkpoint_before_estimating(make_spec,
         torch.testing.assert_close(seen["weights"][key], value)
 
 
-def test_patrini_resumes_across_the_stage_change(make_spec, tmp_path) -> None:
+@pytest.mark.parametrize("stop", [0, 2])   # within stage 1; at the change of stage
+def test_patrini_resumes_to_the_uninterrupted_record(stop, make_spec, tmp_path) -> None:
     spec = make_spec(method="f_correction_patrini", method_params={"estimation_epochs": 2},
                      network="mlp", train={"epochs": 4, "batch_size": 128})
-    full = engine.run(spec, device="cpu")
-    assert engine.run(spec, device="cpu", checkpoint_dir=tmp_path, checkpoint_every=1,
-                      stop_after_epoch=2) == {}
-    resumed = engine.run(spec, device="cpu", checkpoint_dir=tmp_path)
-    assert resumed["metrics"]["test_acc"] == full["metrics"]["test_acc"]
-    assert resumed["metrics"]["extra"] == full["metrics"]["extra"]
-    assert resumed["method_state"] == full["method_state"]
+    whole = engine.run(spec, device="cpu")
+    engine.run(spec, device="cpu", checkpoint_dir=tmp_path, checkpoint_every=1,
+               stop_after_epoch=stop)
+    again = engine.run(spec, device="cpu", checkpoint_dir=tmp_path)
+    for key in ("metrics", "method_state"):
+        assert again[key] == whole[key], key
 
 
 def test_the_split_is_keras_validation_split_after_the_permutation() -> None:
@@ -217,3 +217,20 @@ def test_bad_patrini_options_are_one_line_errors() -> None:
                               noise_type="symmetric", noise_rate=0.2)
     with pytest.raises(ConfigError, match="adam, sgd or adagrad"):
         TrainConfig(optimizer="rmsprop")
+
+
+def test_the_report_reports_a_validation_selecting_run_at_its_checkpoint() -> None:
+    import pandas as pd
+
+    from bench.report import PAPER_METHOD, with_accuracy
+
+    acc = [60.0, 70.0, 80.0, 75.0]
+    runs = pd.DataFrame({
+        "metrics": [{"test_acc": acc, "extra": {"val_loss": [0.5, 0.4, 0.3, 0.35],
+                                                 "stage": [1.0, 2.0, 2.0, 2.0]}},
+                    {"test_acc": acc}],
+        "test_acc_last10": [71.25, 71.25]})
+    out = with_accuracy(runs, "last10")
+    assert out["acc"].tolist() == [80.0, 71.25]
+    assert out["acc_protocol"].tolist() == ["val_loss", "last10"]
+    assert PAPER_METHOD["f_correction_patrini"] == "f_correction"   # tested against its number
