@@ -30,7 +30,8 @@ trains for the remaining epochs under the run's schedule at those epoch numbers 
 starts at the same epoch as for every other method). Patrini trains each stage for a full
 budget (e.g. 40 epochs on MNIST) and restores the stage-1 checkpoint with the lowest loss on a
 10% noisy validation split before estimating; there is no validation split here, so T comes
-from the stage-1 network at the end of its epochs. The JoCoR and Co-teaching tables ran
+from the stage-1 network at the end of its epochs. His protocol is the method
+``f_correction_patrini`` below (a separate name, so that this one's run_ids stay). The JoCoR and Co-teaching tables ran
 F-correction as a baseline whose code is not released: how they split the epochs, which
 checkpoint they estimated from and whether they filtered outliers could not be determined.
 

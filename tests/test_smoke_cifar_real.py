@@ -1,7 +1,7 @@
 """Every method x network of every CIFAR-10 grid trains on real CIFAR-10 images (slow, CPU).
 
 The grids are read from bench/grids/: each one whose dataset is cifar10 or cifar10n (its images
-are CIFAR-10's) contributes one smoke cell per (method, network): 256 training and 256 test
+are CIFAR-10's) contributes one smoke cell per (method, network): 128 training and 128 test
 images, two epochs, with the phase parameters of tests/test_runner.py so that both epochs are
 not spent in a warm-up. The seconds per cell are printed (``pytest -s``).
 """
@@ -52,7 +52,7 @@ def test_the_cell_trains_on_real_cifar10(run) -> None:
         pytest.skip("the real CIFAR-10 files are absent (DATA_ROOT/cifar-10-batches-py)")
     fields = {f.name for f in dataclasses.fields(METHODS.get(run.method).Config)}
     params = {k: v for k, v in TINY_PARAMS.get(run.method, {}).items() if k in fields}
-    spec = smoke_spec(run, limit_train=256, limit_test=256, epochs=2, method_params=params)
+    spec = smoke_spec(run, limit_train=128, limit_test=128, epochs=2, method_params=params)
     t0 = time.perf_counter()
     record = engine.run(spec, device="cpu", data_root=root, verify_data=False)
     seconds = time.perf_counter() - t0
