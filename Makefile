@@ -9,7 +9,7 @@ JOBS   ?= 1
 RUN    := $(PY) -m bench run
 REPORT := $(PY) -m bench.report
 
-.PHONY: venv demo test test-slow report perf clean-demo \
+.PHONY: venv demo test test-slow report perf gpu-check clean-demo \
         bench-mnist bench-cifar10 bench-cifar100 bench-cifar10n
 
 venv: $(STAMP)
@@ -40,6 +40,11 @@ perf: $(STAMP)
 # what `make demo` wrote: its records (and lock folder), checkpoints and report; nothing else
 clean-demo:
 	rm -rf results/demo checkpoints/demo reports/demo reports/demo.md
+
+# on a machine with a CUDA device: bench.perf --device cuda, then one real CIFAR-10 cell of
+# jocor_cifar10 with its seeds fused (records in gpu-check/), under 8 minutes in all
+gpu-check: $(STAMP)
+	$(PY) -m bench.gpu_check
 
 bench-mnist: $(STAMP)
 	$(RUN) bench/grids/jocor_mnist.yaml --jobs $(JOBS)

@@ -54,10 +54,8 @@ import yaml
 
 from bench.errors import ConfigError, UnknownNameError
 from bench.noise import check_draw, resolve_draw
+from bench.protocols import PROTOCOLS
 from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_MODELS
-
-PROTOCOLS = ("last", "best", "last10", "clean_val")
-
 
 _LATER_DEFAULTS = {"precision": "fp32", "clean_val_fraction": 0.0}
 
@@ -84,7 +82,7 @@ class TrainConfig:
     epochs: int = 200                      # n_epoch of the schedule
     start_epoch: int = 0                   # first trained epoch (1 in the Co-teaching family)
     batch_size: int = 128
-    optimizer: str = "adam"                # adam | sgd
+    optimizer: str = "adam"                # adam | sgd | adagrad
     lr: float = 0.001
     momentum: float = 0.9                  # sgd only
     weight_decay: float = 0.0
@@ -103,8 +101,9 @@ class TrainConfig:
     clean_val_fraction: float = 0.0        # clean training images held out per class (RSL 0.1)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.optimizer not in ("adam", "sgd", "adagrad"):
+            raise ConfigError("train.optimizer must be adam, sgd or adagrad, "
+                              f"got {self.optimizer!r}")
         if self.schedule not in ("constant", "coteaching", "multistep"):
             raise ConfigError("train.schedule must be constant, coteaching or multistep, "
                               f"got {self.schedule!r}")
@@ -163,11 +162,13 @@ class RunSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     reference: dict = field(default_factory=dict, hash=False)
     noise_draw: str = "suite"
+    smoke_limits: dict | None = field(default=None, hash=False)   # see smoke_spec
 
     def config_dict(self) -> dict:
         """The resolved configuration that identifies the run (hashed into run_id).
 
-        ``noise_draw`` appears only when it is not the suite's own (see the module docstring).
+        ``noise_draw`` appears only when it is not the suite's own (see the module docstring),
+        ``smoke_limits`` only on a smoke run: the run_ids of full runs on the suite's draw stay.
         """
         config = {
             "method": self.method, "method_params": _jsonable(self.method_params),
@@ -178,6 +179,8 @@ class RunSpec:
         }
         if self.noise_draw != "suite":
             config["noise_draw"] = self.noise_draw
+        if self.smoke_limits is not None:   # absent from full runs: their run_ids stay
+            config["smoke_limits"] = _jsonable(self.smoke_limits)
         return config
 
     @property
@@ -216,6 +219,41 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return value
+
+
+# ---- smoke runs ------------------------------------------------------------------------------
+
+SMOKE_RESULTS = "smoke"   # the default records folder of smoke runs (never results/)
+
+
+def smoke_spec(spec: RunSpec, *, limit_train: int | None = None, limit_test: int | None = None,
+               epochs: int | None = None, method_params: dict | None = None) -> RunSpec:
+    """A reduced copy of a run, to check that its path trains: never a result.
+
+    limit_train: train on the first N training images (noise is drawn on them); limit_test:
+    score the first M test images (default: as many as ``limit_train``, at most all); epochs:
+    train E epochs from the run's start epoch; method_params: parameters changed on top of the
+    run's (e.g. a shorter warm-up, so that E epochs reach every phase), checked again. The
+    limits become part of the configuration, so the run_id differs from the full run's, and
+    the record says ``smoke: true``.
+    """
+    for flag, value in (("limit-train", limit_train), ("limit-test", limit_test),
+                        ("epochs", epochs)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"--{flag} must be a positive integer, got {value!r}")
+    train = spec.train
+    if epochs is not None:
+        train = dataclasses.replace(train, epochs=train.start_epoch + epochs)
+    params = spec.method_params
+    if method_params:
+        params = resolve_method_params(spec.method, {**params, **method_params},
+                                       dataset=spec.dataset, noise_type=spec.noise_type,
+                                       noise_rate=spec.noise_rate)
+    if limit_test is None:
+        limit_test = limit_train
+    limits = {"limit_train": limit_train, "limit_test": limit_test,
+              "epochs": train.epochs - train.start_epoch}
+    return dataclasses.replace(spec, train=train, method_params=params, smoke_limits=limits)
 
 
 # ---- method parameters -----------------------------------------------------------------------

@@ -121,9 +121,10 @@ class RunContext:
         self.use_amp = self.autocast_dtype is not None
 
     # -- networks and optimisers -------------------------------------------------------------
-    def make_network(self) -> nn.Module:
+    def make_network(self, network: str | None = None) -> nn.Module:
+        """The run's network, or the registered ``network`` a method's protocol prescribes."""
         c, h, _ = self.image_shape
-        net = build_network(self.spec.network, in_channels=c, num_classes=self.num_classes,
+        net = build_network(network or self.spec.network, in_channels=c, num_classes=self.num_classes,
                             image_size=h, options=self.train_cfg.network_options)
         net = net.to(self.device)
         if self.device.type == "cuda":
@@ -139,6 +140,9 @@ class RunContext:
         # fused kernels: one update kernel for all parameters (CPU and CUDA), same arithmetic
         if cfg.optimizer == "adam":
             opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, fused=True)
+        elif cfg.optimizer == "adagrad":  # Keras 2.0 Adagrad: zero accumulator, epsilon 1e-8
+            opt = torch.optim.Adagrad(params, lr=lr, eps=1e-8, weight_decay=cfg.weight_decay,
+                                      fused=True)
         else:
             opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum,
                                   weight_decay=cfg.weight_decay, fused=True)
@@ -385,6 +389,8 @@ def prepare(spec: RunSpec, device: torch.device, *, data_root: str | Path | None
     """
     if data is None:
         data = load_dataset(spec.dataset, root=data_root, verify=verify)
+    if spec.smoke_limits is not None:
+        data = smoke_subset(data, spec.smoke_limits)
     clean = data.train_labels
     features = None
     if spec.noise_type == "instance":
@@ -430,6 +436,18 @@ def _split(spec: RunSpec, data: ImageData, noisy: np.ndarray):
     data, noisy = hold_out_clean(data, noisy, fraction=fraction, seed=spec.noise_seed)
     return data, noisy, {"train": len(noisy), "clean_val": len(data.val_labels),
                          "clean_val_fraction": fraction, "split_seed": spec.noise_seed}
+
+
+def smoke_subset(data: ImageData, limits: dict) -> ImageData:
+    """The first ``limit_train`` training and ``limit_test`` test images of ``data`` (in memory),
+    human label sets cut alike; a smoke run's data (see :func:`bench.config.smoke_spec`)."""
+    if not data.in_memory:
+        raise ConfigError(f"smoke runs need an in-memory dataset; {data.name} is read from files")
+    n, m = limits.get("limit_train"), limits.get("limit_test")
+    return dataclasses.replace(
+        data, train_images=data.train_images[:n], train_labels=data.train_labels[:n],
+        test_images=data.test_images[:m], test_labels=data.test_labels[:m],
+        human_labels={k: v[:n] for k, v in data.human_labels.items()})
 
 
 def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | None = None,
@@ -550,6 +568,8 @@ def _base_record(spec: RunSpec, dev: torch.device) -> dict:
                data_split=None, method_state={}, wall_seconds=None, device=str(dev),
                env=environment(dev, precision=spec.train.precision), status="running",
                error=None, warnings=[], started_at=_now(), finished_at=None)
+    if spec.smoke_limits is not None:
+        rec["smoke"] = True   # a check that the path trains, never a result
     return rec
 
 

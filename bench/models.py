@@ -42,6 +42,29 @@ def mlp(*, in_channels: int, num_classes: int, image_size: int, hidden: int = 25
     return Classifier(features, hidden, num_classes)
 
 
+def _he_normal_truncated(linear: nn.Linear) -> nn.Linear:
+    """Keras 2.0 ``he_normal``: N(0, 2 / fan_in) truncated at two standard deviations; zero bias."""
+    std = (2.0 / linear.in_features) ** 0.5
+    nn.init.trunc_normal_(linear.weight, std=std, a=-2.0 * std, b=2.0 * std)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
+@NETWORKS.register("mlp_patrini")
+def mlp_patrini(*, in_channels: int, num_classes: int, image_size: int,
+                hidden: int = 128, dropout: float = 0.2) -> nn.Module:
+    """MLP d-128-128-K with ReLU and Dropout(0.2) after each hidden layer (Patrini et al.,
+    giorgiop/loss-correction ``models.py`` MNISTModel), Keras ``he_normal`` initialisation."""
+    dim = in_channels * image_size ** 2
+    features = nn.Sequential(nn.Flatten(), _he_normal_truncated(nn.Linear(dim, hidden)),
+                             nn.ReLU(), nn.Dropout(dropout),
+                             _he_normal_truncated(nn.Linear(hidden, hidden)), nn.ReLU(),
+                             nn.Dropout(dropout))
+    net = Classifier(features, hidden, num_classes)
+    _he_normal_truncated(net.classifier)
+    return net
+
+
 @NETWORKS.register("cnn6")
 def cnn6(*, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     """JoCoR's CNN (model/cnn.py): six 3x3 convs 64,64,P,128,128,P,196,16,P with BN+ReLU."""

@@ -11,8 +11,9 @@ dataset       ``mnist``, ``cifar10``, ``cifar100``, ``clothing1m``, ``food101n``
 noise_type    ``symmetric``, ``symmetric_inclusive``, ``pairflip``, ``asymmetric``, ``human``
 noise_rate    nominal rate; blank for ``human``
 network       suite network name, blank where the suite has none
-protocol      ``last``, ``best``, ``last10`` (mean of the last ten epochs) or ``clean_val``
-              (test accuracy at the epoch of best accuracy on a clean held-out validation set)
+protocol      ``last``, ``best``, ``last10`` (mean of the last ten epochs), ``clean_val`` (test
+              accuracy at the epoch of best accuracy on a clean held-out validation set) or
+              ``val_loss`` (the epoch of lowest loss on a noisy validation split)
 mean, std     percent; std blank when the paper gives none
 n_runs        the number of runs behind the mean where a source states it (where, in ``note``);
               blank when no source says; a whole number >= 1
@@ -60,6 +61,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.protocols import PROTOCOLS
+
 __all__ = ["PAPER_NUMBERS_CSV", "CLAIMS_CSV", "COLUMNS", "CLAIM_COLUMNS", "PROVENANCES", "PROTOCOLS",
            "STD_OVER", "DEFAULT_N_RUNS", "load_paper_numbers", "load_claims", "lookup", "paper_runs"]
 
@@ -70,7 +73,6 @@ COLUMNS = ("paper", "table", "method", "dataset", "noise_type", "noise_rate", "n
 CLAIM_COLUMNS = ("paper", "table", "dataset", "noise_type", "noise_rate", "better", "worse", "protocol",
                  "provenance", "source", "note")
 PROVENANCES = ("verified", "secondary", "recalled")
-PROTOCOLS = ("last", "best", "last10", "clean_val")
 STD_OVER = ("runs", "epochs", "unknown")
 _NUMERIC = ("noise_rate", "mean", "std", "n_runs")
 _REQUIRED = ("paper", "table", "method", "dataset", "noise_type", "protocol", "mean", "provenance")

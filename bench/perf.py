@@ -86,6 +86,7 @@ DATASET_SHAPES = {
 NETWORK_PASSES = {"standard": 1.0, "mentornet": 1.0, "coteaching": 2.0, "coteaching_plus": 2.0,
                   "jocor": 2.0, "decoupling": 2.0, "f_correction": 1.0,
                   "f_correction_nominal": 1.0, "self_learning": 1.2,
+                  "f_correction_patrini": 0.93,   # trains 90%, one forward of the other 10%
                   "rsl": 2.0, "rsl_wm": 3.0}
 EVAL_NETWORKS = {"coteaching": 2, "coteaching_plus": 2, "jocor": 2, "decoupling": 2,
                  "dividemix": 2}

@@ -11,6 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
+# The reporting protocols a grid or a paper number may name: ``last`` (last epoch), ``best`` (best
+# test accuracy), ``last10`` (mean of the last ten epochs), ``clean_val`` (above) and ``val_loss``
+# (the epoch of lowest loss on a noisy validation split, Patrini's checkpoint rule).
+PROTOCOLS = ("last", "best", "last10", "clean_val", "val_loss")
 TIES = ("last", "first")
 
 

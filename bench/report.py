@@ -42,21 +42,23 @@ from bench.cli import OneLineParser, float_above, int_at_least
 from bench.errors import BenchError
 from bench.left_out import GRIDS_DIR, left_out_lines, split_runs
 from bench.papers import DEFAULT_N_RUNS, load_claims, load_paper_numbers, lookup
-from bench.protocols import clean_val_index
+from bench.protocols import PROTOCOLS, clean_val_index
 from bench.selection import selection_section
 
 __all__ = ["ReportError", "Settings", "build_report", "summarise", "pairwise", "across_cells", "load_runs",
            "load_grid_runs", "paper_run_count", "family_size", "draw_source", "draw_note", "main"]
 
 CELL = ["dataset", "noise_type", "noise_rate", "noise_variant"]
-PROTOCOLS = ("last", "best", "last10", "clean_val")
 PROTOCOL_TEXT = {
     "last": "test accuracy at the last epoch",
     "best": "best test accuracy over all epochs",
     "last10": "mean test accuracy over the last ten epochs",
     "clean_val": "test accuracy at the epoch of best accuracy on a clean validation set held out "
                  "of the training images",
+    "val_loss": "test accuracy of the last stage's epoch of lowest loss on a noisy validation split",
 }
+# methods that run a paper's method under another protocol, tested against its number
+PAPER_METHOD = {"f_correction_patrini": "f_correction"}
 DAGGER = "†"
 DROP_SHARE = 0.5  # a class is dropped when unselected in at least this share of epochs
 CHANCE_FACTOR = 1.5  # a run has collapsed when its accuracy is at most this multiple of chance
@@ -110,7 +112,21 @@ def _from_curve(metrics: object, protocol: str) -> float:
     if protocol == "clean_val":   # records made with a clean split carry test_acc_clean_val
         pos = clean_val_index(metrics.get("val_acc", []))
         return math.nan if pos is None else float(curve[pos])
+    if protocol == "val_loss":
+        return _at_lowest_val_loss(metrics, curve)
     return float({"last": curve[-1], "best": np.nanmax(curve), "last10": np.nanmean(curve[-10:])}[protocol])
+
+
+def _at_lowest_val_loss(metrics: dict, curve: np.ndarray) -> float:
+    """Test accuracy at the first epoch of lowest ``extra.val_loss`` within the last ``extra.stage``
+    (Keras' ``ModelCheckpoint(monitor='val_loss', save_best_only=True)``); NaN without a val_loss."""
+    extra = metrics.get("extra") or {}
+    val = np.array([np.nan if v is None else v for v in extra.get("val_loss") or []], dtype=float)
+    if val.size != curve.size or np.isnan(val).all():
+        return math.nan
+    stage = np.array([np.nan if v is None else v for v in extra.get("stage") or [1.0] * val.size], dtype=float)
+    val[stage != np.nanmax(stage)] = np.nan
+    return float(curve[int(np.nanargmin(val))])
 
 
 def load_runs(results_dir: Path, grid: str) -> pd.DataFrame:
@@ -132,6 +148,8 @@ def load_grid_runs(results_dir: Path, grid: str, *, grids_dir: Path = GRIDS_DIR)
     except (OSError, ValueError, BenchError) as err:
         raise ReportError(f"cannot read the records of grid {grid!r}: {err}") from None
     damaged = list(records.attrs.get("left_out") or [])
+    if "smoke" in runs:  # smoke runs check that a path trains; they are never reported
+        runs = runs[runs["smoke"].ne(True)]
     if runs.empty:
         why = f": {len(left)} left out, e.g. {left['why'].iloc[0]}" if len(left) else ""
         if damaged:
@@ -167,7 +185,10 @@ def with_accuracy(runs: pd.DataFrame, protocol: str) -> pd.DataFrame:
     col = f"test_acc_{protocol}"
     acc = pd.to_numeric(runs[col], errors="coerce") if col in runs else pd.Series(np.nan, index=runs.index)
     fallback = runs["metrics"].map(lambda m: _from_curve(m, protocol))
-    return runs.assign(acc=acc.fillna(fallback).astype(float))
+    # a method that selects its reported checkpoint on validation loss is reported at it
+    selected = runs["metrics"].map(lambda m: _from_curve(m, "val_loss"))
+    return runs.assign(acc=selected.fillna(acc.fillna(fallback)).astype(float),
+                       acc_protocol=np.where(selected.notna(), "val_loss", protocol))
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,7 +260,8 @@ def _cell_row(key: tuple, group: pd.DataFrame, settings: Settings, rng: np.rando
     source = draw_source(group)
     row = {"grid": group["grid"].iloc[0] if len(group) else None, "dataset": dataset, "noise_type": noise_type,
            "noise_rate": noise_rate, "noise_variant": variant, "method": str(group["method"].iloc[0]) if len(group) else None,
-           "label": label, "protocol": settings.protocol,
+           "label": label,
+           "protocol": _first(group["acc_protocol"]) if "acc_protocol" in group else settings.protocol,
            **{k: v for k, v in desc.as_dict().items() if k != "note"}, "mean": est.mean if est.n else math.nan,
            "ci_low": ci_low, "ci_high": ci_high, "design": est.design, "n_draws": est.n_draws,
            "draw_source": source, "draw_note": draw_note(est.design, source, est.n_draws),
@@ -282,8 +304,9 @@ def summarise(runs: pd.DataFrame, papers: pd.DataFrame, settings: Settings, *, r
         row.update(PAPER_COLUMNS)
         if est.n < 2:
             row["verdict"] = row["verdict_text"] = stats.TOO_FEW
+        method = row["method"]
         prow = lookup(papers, paper=row["paper"], dataset=key[0], noise_type=key[1], noise_rate=key[2],
-                      method=row["method"], protocol=settings.protocol) if row["paper"] else None
+                      method=PAPER_METHOD.get(method, method), protocol=settings.protocol) if row["paper"] else None
         case = None
         if prow is not None:
             n_used, assumed, over = paper_run_count(prow, settings)
@@ -849,6 +872,8 @@ def render(grid: str, summary: pd.DataFrame, pairs: pd.DataFrame, across: Across
         f"# Report: {grid}", "",
         f"{n_runs} runs, {summary[CELL].drop_duplicates().shape[0]} noise settings, "
         f"{summary['label'].nunique()} methods. Protocol `{settings.protocol}`: {PROTOCOL_TEXT[settings.protocol]}."
+        + "".join(f" {', '.join(sorted(set(summary.loc[summary['protocol'] == p, 'label'])))}: protocol `{p}`, "
+                  f"{PROTOCOL_TEXT[p]}." for p in sorted(set(summary["protocol"]) - {settings.protocol}))
         + (f" {compute}" if compute else ""), "",
         *header_text(settings),
     ]

@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator
 
 from bench import locks, store
 from bench.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, float_at_least, int_at_least
-from bench.config import RunSpec, filter_runs, load_grid
+from bench.config import SMOKE_RESULTS, RunSpec, filter_runs, load_grid, smoke_spec
 from bench.errors import BenchError, ConfigError
 
 BACKENDS = ("loky", "dask", "ray")
@@ -951,7 +951,9 @@ def add_subcommands(sub) -> None:
                         "local dask cluster / local ray")
     p.add_argument("--retries", type=int_at_least(0), default=1, metavar="N",
                    help="retry a failed run up to N times (default 1)")
-    p.add_argument("--results", default="results", help="records go to RESULTS/<grid>/")
+    p.add_argument("--results", default=None,
+                   help=f"records go to RESULTS/<grid>/ (default results, or {SMOKE_RESULTS} "
+                        "for smoke runs)")
     p.add_argument("--checkpoints", default=None,
                    help="checkpoint folder (default: checkpoints/<grid> beside RESULTS)")
     p.add_argument("--checkpoint-every", type=int_at_least(1), default=10, metavar="EPOCHS",
@@ -983,6 +985,13 @@ def add_subcommands(sub) -> None:
                         "select_on=ce (a run field or a method parameter)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the cells and what would run; run nothing")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="smoke run: train on the first N training images (records marked "
+                        f"smoke, written to {SMOKE_RESULTS}/, never reported)")
+    p.add_argument("--limit-test", type=int, default=None, metavar="M",
+                   help="smoke run: score the first M test images (default: N)")
+    p.add_argument("--epochs", type=int, default=None, metavar="E",
+                   help="smoke run: train E epochs from each run's start epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -1042,11 +1051,21 @@ def _options(args: argparse.Namespace) -> RunnerOptions:
 
 def cmd_run(args: argparse.Namespace) -> int:
     grid_path, only = _grid_and_filters(args)
+    limits = {k: getattr(args, k) for k in ("limit_train", "limit_test", "epochs")}
+    smoke = any(v is not None for v in limits.values())
+    if smoke and args.results is not None and Path(args.results).resolve().name == "results":
+        raise ConfigError(f"smoke runs are never written to results/; use --results "
+                          f"{SMOKE_RESULTS} (the default) or another folder")
+    args.results = args.results or (SMOKE_RESULTS if smoke else "results")
     opts = _options(args)
     grid = load_grid(grid_path)
     runs = filter_runs(grid.runs, only)
     if not runs:
         raise ConfigError(f"no run of grid {grid.name} matches {' '.join(only)}")
+    all_runs = grid.runs
+    if smoke:
+        runs = [smoke_spec(r, **limits) for r in runs]
+        all_runs = [smoke_spec(r, **limits) for r in grid.runs]
     if args.dry_run:
         return _print_table(grid.name, runs, results=opts.results, retries=opts.retries,
                             stale_minutes=opts.stale_lock_minutes, dry_run=True,
@@ -1054,7 +1073,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                             threads=opts.threads or _default_threads(opts.jobs or 1))
     if args.download:
         download_datasets(runs, data_root=opts.data_root)
-    return _Session(grid.name, runs, opts, grid_run_ids=[r.run_id for r in grid.runs]).run()
+    return _Session(grid.name, runs, opts, grid_run_ids=[r.run_id for r in all_runs]).run()
 
 
 def download_datasets(runs: Iterable[RunSpec], *, data_root: str | None = None) -> None:

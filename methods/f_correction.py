@@ -30,7 +30,8 @@ trains for the remaining epochs under the run's schedule at those epoch numbers 
 starts at the same epoch as for every other method). Patrini trains each stage for a full
 budget (e.g. 40 epochs on MNIST) and restores the stage-1 checkpoint with the lowest loss on a
 10% noisy validation split before estimating; there is no validation split here, so T comes
-from the stage-1 network at the end of its epochs. The JoCoR and Co-teaching tables ran
+from the stage-1 network at the end of its epochs. His protocol is the method
+``f_correction_patrini`` below (a separate name, so that this one's run_ids stay). The JoCoR and Co-teaching tables ran
 F-correction as a baseline whose code is not released: how they split the epochs, which
 checkpoint they estimated from and whether they filtered outliers could not be determined.
 
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -145,34 +147,42 @@ class FCorrection(Method):
     def start_stage2(self) -> None:
         """Estimate T, then restart from a freshly initialised network and optimiser state."""
         self.transition_matrix = self.estimate()
-        fresh = self.ctx.make_network()
+        fresh = self.ctx.make_network(self.network_name)
         self.net1.load_state_dict(fresh.state_dict())
         self.optimizer.state.clear()
+
+    train_pool: torch.Tensor | None = None   # the samples trained on (None: all)
+    network_name: str | None = None          # None: the run's network
+
+    def batch_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean loss of a batch: cross-entropy in stage 1, the forward loss in stage 2."""
+        if self.transition_matrix is None:
+            return F.cross_entropy(logits, labels)
+        return forward_corrected_loss(logits, labels, self.transition_matrix).mean()
+
+    def epoch_extra(self, epoch: int) -> dict:
+        t = self.transition_matrix
+        return {"estimated_noise_rate": None if t is None else 1.0 - float(t.diagonal().mean()),
+                "stage": 1.0 if t is None else 2.0}
 
     def train_epoch(self, epoch: int) -> EpochResult:
         ctx = self.ctx
         if (self.transition_matrix is None
                 and epoch >= ctx.start_epoch + self.config.estimation_epochs):
             self.start_stage2()
-        t = self.transition_matrix
         self.net1.train()
         total, batches = torch.zeros((), device=ctx.device), 0
-        for x, y, _ in ctx.train_batches():
+        for x, y, _ in ctx.train_batches(indices=self.train_pool):
             with ctx.autocast():
                 logits = self.net1(x).float()
-            if t is None:
-                loss = F.cross_entropy(logits, y)
-            else:
-                loss = forward_corrected_loss(logits, y, t).mean()
+            loss = self.batch_loss(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total += loss.detach()
             batches += 1
-        noise = None if t is None else 1.0 - float(t.diagonal().mean())
         return EpochResult(train_loss=float(total) / max(batches, 1),
-                           extra={"estimated_noise_rate": noise,
-                                  "stage": 1.0 if t is None else 2.0})
+                           extra=self.epoch_extra(epoch))
 
 
 @METHODS.register("f_correction_nominal")
@@ -205,3 +215,121 @@ class FCorrectionNominal(FCorrection):
 
     def record_extras(self) -> dict:
         return {}   # T is the record's nominal_transition_matrix
+
+
+@dataclass(frozen=True)
+class FCorrectionPatriniConfig(FCorrectionConfig):
+    estimation_epochs: int = 40        # models.py MNISTModel.epochs = 40 (stage 1)
+    val_fraction: float = 0.1          # experiment.py val_split = 0.1
+    split_seed: int = 101              # models.py get_data: RandomState(101).permutation
+    network: str = "mlp_patrini"       # models.py MNISTModel; "" keeps the run's network
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+def noisy_validation_split(num_train: int, fraction: float, seed: int,
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices: Keras' ``validation_split`` after Patrini's permutation.
+
+    ``get_data`` permutes the training set with ``RandomState(seed)``; ``fit`` then holds out
+    its last ``fraction`` (``split_at = int(N * (1 - fraction))``), noisy labels included.
+    """
+    perm = np.random.RandomState(seed).permutation(num_train)
+    split_at = int(num_train * (1.0 - fraction))
+    return perm[:split_at], perm[split_at:]
+
+
+@METHODS.register("f_correction_patrini")
+class FCorrectionPatrini(FCorrection):
+    """F-correction under Patrini's own protocol (giorgiop/loss-correction, Keras).
+
+    * ``experiment.py`` holds out a 10% split of the (noisy) training set (``val_split``,
+      Keras ``validation_split``: the last 10% after ``get_data``'s ``RandomState(101)``
+      permutation); both stages train on the other 90%.
+    * Stage 1 trains ``crossentropy`` (``loss.py``: softmax clipped to [1e-7, 1 - 1e-7], as the
+      forward loss) for ``estimation_epochs`` = 40 (``MNISTModel.epochs``); ``fit_model``'s
+      ``ModelCheckpoint(monitor='val_loss', save_best_only=True)`` keeps the epoch of lowest
+      validation loss (the first, on ties), and ``load_model`` restores it. T is estimated from
+      that checkpoint on all training samples, validation split included (``est.fit(X_train)``).
+    * Stage 2 (``est_forward``) builds a fresh network, trains the forward loss for the
+      remaining epochs (40 more in the grid) and again keeps the checkpoint of lowest
+      validation loss, the forward loss on the noisy split. ``evaluate_model`` scores that
+      checkpoint: the run's reported accuracy is the test accuracy at that epoch (protocol
+      ``val_loss``), read from the curve with the ``extra.val_loss`` the method logs each epoch.
+    * Network ``mlp_patrini`` (784-128-128-10, dropout 0.2, ``he_normal``) and Keras' Adagrad
+      (lr 0.01) are set by the grid (``network`` here, ``train.optimizer: adagrad``), as are
+      his batch size (128, ``num_batch``), epoch without iteration cap and last partial batch,
+      and the full test set.
+
+    Kept from the suite: the run's noisy labels (the grid's noise model and noise seed, not
+    Patrini's ``noisify_with_P(random_state=run)``). Logged per epoch: ``extra.val_loss``,
+    ``extra.stage``, ``extra.estimated_noise_rate``. Recorded in ``method_state``: the estimate
+    of T and the selected epochs of both stages.
+    """
+
+    Config = FCorrectionPatriniConfig
+    extra_state = ("transition_matrix", "best_state", "best_val_loss", "best_epoch",
+                   "stage1_epoch")
+
+    def __init__(self, config: FCorrectionPatriniConfig, ctx) -> None:
+        Method.__init__(self, config, ctx)
+        self.network_name = config.network or None
+        self.net1 = ctx.make_network(self.network_name)
+        self.optimizer = ctx.make_optimizer(self.net1.parameters())
+        self.transition_matrix: torch.Tensor | None = None
+        train_idx, val_idx = noisy_validation_split(ctx.num_train, config.val_fraction,
+                                                    config.split_seed)
+        self.train_pool = torch.as_tensor(train_idx)
+        self.val_idx = torch.as_tensor(val_idx, device=ctx.device)
+        self.best_state: dict | None = None
+        self.best_val_loss = float("inf")
+        self.best_epoch = -1
+        self.stage1_epoch = -1
+
+    def record_extras(self) -> dict:
+        return {"estimated_transition_matrix": self.transition_matrix,
+                "stage1_selected_epoch": self.stage1_epoch, "selected_epoch": self.best_epoch}
+
+    def batch_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits, labels).mean()
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) the stage's Keras loss: clipped cross-entropy, then the forward loss."""
+        t = self.transition_matrix
+        if t is None:
+            t = torch.eye(logits.shape[1], device=logits.device)
+        return forward_corrected_loss(logits, labels, t)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean loss of the stage on the noisy validation split, dropout off (Keras)."""
+        self.net1.eval()
+        total = torch.zeros((), device=self.ctx.device)
+        for chunk in self.val_idx.split(1024):
+            x = self.ctx.fetch(chunk, augment=False)
+            with self.ctx.autocast():
+                logits = self.net1(x).float()
+            total += self.loss(logits, self.ctx.noisy_labels[chunk]).sum()
+        return float(total) / len(self.val_idx)
+
+    def keep_if_best(self, epoch: int, val_loss: float) -> None:
+        """``ModelCheckpoint(save_best_only=True)``: keep the epoch whose loss is strictly lower."""
+        if val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_epoch = val_loss, epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.net1.state_dict().items()}
+
+    def start_stage2(self) -> None:
+        """Restore stage 1's selected checkpoint, estimate T, restart the selection."""
+        self.net1.load_state_dict(self.best_state)
+        self.stage1_epoch = self.best_epoch
+        super().start_stage2()
+        self.best_state, self.best_val_loss, self.best_epoch = None, float("inf"), -1
+
+    def epoch_extra(self, epoch: int) -> dict:
+        """Score the epoch on the validation split and keep the checkpoint it selects."""
+        val_loss = self.validation_loss()
+        self.keep_if_best(epoch, val_loss)
+        return {**super().epoch_extra(epoch), "val_loss": val_loss}
