@@ -954,11 +954,35 @@ def build_report(results_dir: str | Path, out_dir: str | Path, *, grid: str | No
         drops.to_csv(grid_dir / "class_drops.csv", index=False)
         collapsed = collapses(runs)
         collapsed.to_csv(grid_dir / "collapses.csv", index=False)
-        extra = claims_lines(runs, claims, settings) + selection_section(runs, grid_dir, figures=figures)
+        extra = variants_lines(summary) + claims_lines(runs, claims, settings) \
+            + selection_section(runs, grid_dir, figures=figures)
         md.write_text(render(name, summary, pairs, across, settings, drawn, compute_text(runs), drops, collapsed,
                              left, extra), encoding="utf-8")
         written.append(md)
     return written
+
+
+def variants_lines(summary: pd.DataFrame) -> list[str]:
+    """"Variants against the paper's number": where a grid runs one paper method in several
+    variants (parameters, protocols), which of them the verdict calls reproduced, per setting."""
+    tested = summary[summary["paper_mean"].notna()]
+    if tested.empty:
+        return []
+    tested = tested.assign(_paper_method=tested["method"].map(lambda m: PAPER_METHOD.get(m, m)))
+    lines = []
+    for key, group in tested.groupby(CELL + ["_paper_method"], dropna=False, sort=True):
+        if group["label"].nunique() < 2:
+            continue
+        kinds = ", ".join(f"{row.label} {row.verdict_text} (Δ {row.diff:+.2f})" for row in group.itertuples())
+        landed = group.loc[group["verdict"].astype(str).str.startswith(stats.REPRODUCED), "label"]
+        answer = (f"reproduced by {', '.join(landed)}" if len(landed) else "no variant reproduces it")
+        lines.append(f"- {setting_name(key[1], key[2], key[3])}, {key[4]} "
+                     f"(paper {group['paper_mean'].iloc[0]:.2f}): {answer}; {kinds}.")
+    if not lines:
+        return []
+    return ["## Variants against the paper's number", "",
+            "Where the grid runs one method of the paper in several variants, the verdict of each "
+            "against the paper's number (as in the tables above).", "", *lines, ""]
 
 
 def claims_lines(runs: pd.DataFrame, claims: pd.DataFrame, settings: Settings) -> list[str]:

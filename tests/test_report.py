@@ -520,3 +520,22 @@ def test_the_report_shows_selection_curves_of_scoring_runs(tmp_path: Path) -> No
     text = (tmp_path / "reports" / "cell.md").read_text()
     assert "## Selection curves" in text and "| coteaching | symmetric 0.5 | f = 0.5 | 3 | 50 | 10.0 |" in text
     assert (tmp_path / "reports" / "cell" / "selection_curves.png").is_file()
+
+
+def test_variants_of_a_paper_method_say_which_one_lands() -> None:
+    base = {"dataset": "mnist", "noise_type": "symmetric", "noise_rate": 0.5, "noise_variant": "",
+            "paper_mean": 92.74}
+    summary = pd.DataFrame([
+        {**base, "method": "f_correction", "label": "f_correction(estimation_epochs=20)", "verdict": "below",
+         "verdict_text": "below", "diff": -22.1},
+        {**base, "method": "f_correction_patrini", "label": "f_correction_patrini", "verdict": "reproduced",
+         "verdict_text": "reproduced", "diff": 0.3},
+        {**base, "method": "jocor", "label": "jocor", "verdict": "reproduced", "verdict_text": "reproduced",
+         "diff": 0.1, "paper_mean": 96.64},
+    ])
+    lines = report.variants_lines(summary)
+    assert lines[0] == "## Variants against the paper's number"
+    found = [line for line in lines if line.startswith("- ")]
+    assert found == ["- symmetric 50%, f_correction (paper 92.74): reproduced by f_correction_patrini; "
+                     "f_correction(estimation_epochs=20) below (Δ -22.10), f_correction_patrini reproduced (Δ +0.30)."]
+    assert report.variants_lines(summary[summary["method"] == "jocor"]) == []
