@@ -20,7 +20,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
             obj = registry.get(name)
             doc = (obj.__doc__ or sys.modules[obj.__module__].__doc__ or "").strip().splitlines()
             print(f"  {name:<24} {doc[0] if doc else ''}")
+    _list_grids()
     return 0
+
+
+def _list_grids() -> None:
+    """The shipped grids, each with its file's ``description``."""
+    import yaml
+
+    from bench.left_out import GRIDS_DIR
+
+    print("grids (bench/grids/):")
+    for path in sorted(GRIDS_DIR.glob("*.yaml")):
+        try:
+            description = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("description", "")
+        except (OSError, yaml.YAMLError, AttributeError) as err:
+            description = f"(unreadable: {type(err).__name__})"
+        print(f"  {path.stem:<24} {description}")
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
@@ -36,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="lnlbench: noisy-label learning benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
     runner.add_subcommands(sub)
-    p = sub.add_parser("list", help="list datasets, noise models, networks and methods")
+    p = sub.add_parser("list", help="list datasets, noise models and draws, networks, methods and grids")
     p.set_defaults(func=_cmd_list)
     check.add_subcommand(sub)
     p = sub.add_parser("perf", help="throughput benchmark (see python -m bench.perf --help)")

@@ -4,6 +4,7 @@ registered."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +134,11 @@ def test_list_describes_every_entry(capsys) -> None:
     entries = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     blank = [line.split()[0] for line in entries if len(line.split()) < 2]
     assert not blank, f"no description in `bench list` for {blank}"
+
+
+def test_list_shows_every_shipped_grid(capsys) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out.split("grids (bench/grids/):", 1)[1]
+    listed = {line.split()[0] for line in out.splitlines() if line.startswith("  ")}
+    shipped = {p.stem for p in (Path(__file__).resolve().parents[1] / "bench" / "grids").glob("*.yaml")}
+    assert listed == shipped
