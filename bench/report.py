@@ -268,7 +268,22 @@ def _cell_row(key: tuple, group: pd.DataFrame, settings: Settings, rng: np.rando
            "se": est.se, "df": est.df, "s2_draw": est.s2_draw, "s2_train": est.s2_train,
            "realised_noise_rate": float(pd.to_numeric(group["realised_noise_rate"], errors="coerce").mean()),
            "paper": _first(group["paper"]), "note": desc.note}
+    row.update(_components(x, list(draws), est, settings))
     return row, est
+
+
+def _components(x: np.ndarray, draws: list, est: stats.CellEstimate, settings: Settings) -> dict:
+    """The crossed cell's variance components with intervals (columns of the summary)."""
+    keys = ("s2_draw_low", "s2_draw_high", "s2_train_low", "s2_train_high", "draw_share", "draw_share_low",
+            "draw_share_high", "understatement", "understatement_low", "understatement_high")
+    if est.design != stats.CROSSED:
+        return {**dict.fromkeys(keys, math.nan), "components_approximate": None}
+    c = stats.variance_components(x, draws, confidence=settings.confidence)
+    return {"s2_draw_low": c.s2_draw_low, "s2_draw_high": c.s2_draw_high, "s2_train_low": c.s2_train_low,
+            "s2_train_high": c.s2_train_high, "draw_share": c.share, "draw_share_low": c.share_low,
+            "draw_share_high": c.share_high, "understatement": c.understatement,
+            "understatement_low": c.understatement_low, "understatement_high": c.understatement_high,
+            "components_approximate": c.approximate}
 
 
 def paper_draw_var(est: stats.CellEstimate) -> float:
@@ -683,6 +698,13 @@ def _against_table(data: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return against.drop(columns=drop)
 
 
+def _sd_text(frame: pd.DataFrame, key: str) -> list[str]:
+    """σ with its interval from the variance columns ``key``, ``key_low``, ``key_high``."""
+    root = lambda v: math.sqrt(v) if np.isfinite(v) and v >= 0 else math.nan  # noqa: E731
+    return [f"{_f(root(v), 3)} [{_f(root(lo), 3)}, {_f(root(hi), 3)}]"
+            for v, lo, hi in zip(frame[key], frame[f"{key}_low"], frame[f"{key}_high"])]
+
+
 def _design_lines(data: pd.DataFrame) -> list[str]:
     """What each cell's interval is conditional on, and the variance decomposition of crossed cells."""
     notes = data.drop_duplicates("draw_note")["draw_note"].tolist()
@@ -696,11 +718,21 @@ def _design_lines(data: pd.DataFrame) -> list[str]:
         shown = pd.DataFrame({
             "setting": crossed["setting"], "method": crossed["label"], "draws x runs": [
                 f"{j} x {n}" for j, n in zip(crossed["n_draws"], crossed["n"])],
-            "σ²_draw": crossed["s2_draw"].map(lambda v: _f(v, 3)), "σ²_train": crossed["s2_train"].map(lambda v: _f(v, 3)),
+            "σ_draw [95% CI]": _sd_text(crossed, "s2_draw"), "σ_train [95% CI]": _sd_text(crossed, "s2_train"),
+            "draw's share of the variance [95% CI]": [
+                f"{_f(v)} [{_f(lo)}, {_f(hi)}]" for v, lo, hi in
+                zip(crossed["draw_share"], crossed["draw_share_low"], crossed["draw_share_high"])],
+            "fixed-draw std understates by [95% CI]": [
+                f"×{_f(v)} [{_f(lo)}, {_f(hi)}]" for v, lo, hi in
+                zip(crossed["understatement"], crossed["understatement_low"], crossed["understatement_high"])],
             "SE of the mean": crossed["se"].map(lambda v: _f(v, 3)), "df (Satterthwaite)": crossed["df"].map(lambda v: _f(v, 1)),
         })
+        approx = " (≈: unbalanced, I0 in place of I)" if crossed["components_approximate"].fillna(False).any() else ""
         lines += ["Crossed cells (J draws x I seeds; one-way random-effects ANOVA, method of moments; "
-                  "SE² = σ²_draw/J + σ²_train/(IJ)):", "", _table(shown), ""]
+                  "SE² = σ²_draw/J + σ²_train/(IJ)). The draw's share is σ²_draw / (σ²_draw + σ²_train); "
+                  "a std over seeds at one fixed draw, as a paper reports it, understates the std of runs on "
+                  "other draws by 1/sqrt(1 − share). Intervals: σ_train chi-square, the share F (exact when "
+                  f"balanced), σ_draw modified large-sample{approx}:", "", _table(shown), ""]
     return lines
 
 

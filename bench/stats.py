@@ -257,6 +257,90 @@ def estimate_cell(x: Sequence[float] | np.ndarray, draws: Sequence[object] | Non
     return CellEstimate(n, j, CROSSED, float(means.mean()), std, se, df, max(0.0, (ms_b - ms_w) / i0), ms_w)
 
 
+@dataclass(frozen=True)
+class VarianceComponents(_AsDict):
+    """How the spread of a crossed cell (J draws x I seeds) splits between the noise draw and the
+    training seed, with (``confidence``) intervals; NaNs where the design has no such split.
+
+    ``share`` is the draw's share of a run's variance, sigma2_draw / (sigma2_draw + sigma2_train)
+    (the intraclass correlation of runs on one draw); ``understatement`` = 1 / sqrt(1 - share) is
+    by how much a std over seeds at one fixed draw (what a paper reports) understates the std a
+    re-implementer sees, whose runs fall on other draws. Balanced designs: sigma2_train's interval
+    is exact (chi-square on N - J df), the share's exact (F on J - 1, N - J df; Searle), and
+    sigma2_draw's the modified large-sample interval of Graybill and Wang (Burdick and Graybill
+    1992). Unbalanced designs use I0 = (N - sum I_j^2 / N) / (J - 1) in place of I
+    (``approximate``).
+    """
+
+    n_draws: int
+    runs_per_draw: float
+    s2_draw: float
+    s2_draw_low: float
+    s2_draw_high: float
+    s2_train: float
+    s2_train_low: float
+    s2_train_high: float
+    share: float
+    share_low: float
+    share_high: float
+    understatement: float
+    understatement_low: float
+    understatement_high: float
+    approximate: bool
+
+
+def variance_components(x: Sequence[float] | np.ndarray, draws: Sequence[object], *,
+                        confidence: float = 0.95) -> VarianceComponents:
+    """sigma2_draw, sigma2_train, the draw's share and the fixed-draw understatement of runs ``x``
+    ``(n,)`` on noise draws ``draws`` ``(n,)``, by one-way random-effects ANOVA (see
+    :class:`VarianceComponents`)."""
+    x = _as_1d(x)
+    labels = pd_codes(draws)
+    groups = [x[labels == g] for g in np.unique(labels)]
+    sizes = np.array([g.size for g in groups], dtype=float)
+    j, n = len(groups), int(x.size)
+    nan = math.nan
+    if j < 2 or n <= j:
+        return VarianceComponents(j, nan, *(nan,) * 12, False)
+    df_b, df_w = float(j - 1), float(n - j)
+    means = np.array([g.mean() for g in groups])
+    ms_w = float(sum(((g - g.mean()) ** 2).sum() for g in groups) / df_w)
+    ms_b = float((sizes * (means - x.mean()) ** 2).sum() / df_b)
+    i0 = float((n - (sizes ** 2).sum() / n) / df_b)
+    a = (1.0 - confidence) / 2
+    s2_train = ms_w
+    train_low = df_w * ms_w / float(sps.chi2.ppf(1 - a, df_w))
+    train_high = df_w * ms_w / float(sps.chi2.ppf(a, df_w))
+    s2_draw = max(0.0, (ms_b - ms_w) / i0)
+    # modified large-sample interval for (MSB - MSW) / I0
+    f_up, f_lo = float(sps.f.ppf(1 - a, df_b, df_w)), float(sps.f.ppf(a, df_b, df_w))
+    g1 = 1 - df_b / float(sps.chi2.ppf(1 - a, df_b))
+    h1 = df_b / float(sps.chi2.ppf(a, df_b)) - 1
+    g2 = 1 - df_w / float(sps.chi2.ppf(1 - a, df_w))
+    h2 = df_w / float(sps.chi2.ppf(a, df_w)) - 1
+    g12 = ((f_up - 1) ** 2 - g1 ** 2 * f_up ** 2 - h2 ** 2) / f_up
+    h12 = ((1 - f_lo) ** 2 - h1 ** 2 * f_lo ** 2 - g2 ** 2) / f_lo
+    diff = ms_b - ms_w
+    low = diff - math.sqrt(max(g1 ** 2 * ms_b ** 2 + h2 ** 2 * ms_w ** 2 + g12 * ms_b * ms_w, 0.0))
+    high = diff + math.sqrt(max(h1 ** 2 * ms_b ** 2 + g2 ** 2 * ms_w ** 2 + h12 * ms_b * ms_w, 0.0))
+    draw_low, draw_high = max(0.0, low / i0), max(0.0, high / i0)
+    # the intraclass correlation and its F interval
+    ratio = ms_b / ms_w if ms_w > 0 else math.inf
+
+    def icc(f: float) -> float:
+        return float(np.clip((f - 1) / (f + i0 - 1), 0.0, 1.0)) if np.isfinite(f) else 1.0
+
+    share = s2_draw / (s2_draw + s2_train) if s2_draw + s2_train > 0 else nan
+    share_low, share_high = icc(ratio / f_up), icc(ratio / f_lo)
+
+    def under(r: float) -> float:
+        return 1.0 / math.sqrt(1.0 - r) if r < 1 else math.inf
+
+    return VarianceComponents(j, float(sizes.mean()), s2_draw, draw_low, draw_high, s2_train, train_low,
+                              train_high, share, share_low, share_high, under(share) if np.isfinite(share) else nan,
+                              under(share_low), under(share_high), bool(np.unique(sizes).size > 1))
+
+
 def pd_codes(values: Sequence[object]) -> np.ndarray:
     """Integer codes of arbitrary hashable labels, in order of first appearance."""
     seen: dict = {}

@@ -377,6 +377,9 @@ def test_crossed_draws_are_decomposed_not_pooled(tmp_path: Path) -> None:
     assert row["test"] == "welch + draw variance"
     assert row["diff_se"] ** 2 == pytest.approx(est.se ** 2 + 0.3 ** 2 / 5 + est.s2_draw)
     assert "Crossed cells" in text and "3 draws crossed with seeds" in text and "3 x 12" in text
+    comp = stats.variance_components(runs["acc"].to_numpy(), list(runs["noise_seed"]))
+    assert row["draw_share"] == pytest.approx(comp.share) and row["understatement"] == pytest.approx(comp.understatement)
+    assert f"{comp.share:.2f} [{comp.share_low:.2f}, {comp.share_high:.2f}]" in text
 
 
 @pytest.mark.parametrize("extra, words", [
