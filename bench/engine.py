@@ -520,6 +520,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
                     _save_checkpoint(ckpt_path, epoch + 1, method, ctx, metrics,
                                      elapsed_before + time.perf_counter() - t0, warnings)
                 return {}
+        selection.thin_per_class(metrics)
         record.update(_final_metrics(metrics))
         record.update(_clean_val_choice(method, metrics))
         record["method_state"] = _jsonable_state(method.record_extras())

@@ -82,6 +82,21 @@ def append_curve(metrics: dict, curve: dict | None, *, kind: str | None, n_befor
         store[key].append(None if curve is None else curve[key])
 
 
+PER_CLASS_EVERY = 10
+
+
+def thin_per_class(metrics: dict, *, every: int = PER_CLASS_EVERY) -> None:
+    """Keep the per-class kept counts of every ``every``-th scored epoch and of the last scored
+    one, null elsewhere: they are K numbers per point and epoch (200 KB a 200-epoch record on 10
+    classes, ten times that on 100), while the sizes, precisions and recalls stay per epoch."""
+    curve = metrics.get("selection_curve")
+    if not curve:
+        return
+    scored = [pos for pos, size in enumerate(curve["size"]) if size is not None]
+    keep = set(scored[::every]) | set(scored[-1:])
+    curve["per_class"] = [counts if pos in keep else None for pos, counts in enumerate(curve["per_class"])]
+
+
 # ---- analysis of records --------------------------------------------------------------------
 
 _CELL = ["label", "dataset", "noise_type", "noise_rate"]
@@ -98,13 +113,14 @@ def _rows(record: dict) -> Iterable[dict]:
         if curve["size"][pos] is None:
             continue
         for j, point in enumerate(curve["points"]):
-            counts = curve["per_class"][pos][j]
+            counts = None if curve["per_class"][pos] is None else curve["per_class"][pos][j]
             precision = curve["precision"][pos][j]
             yield {**base, "epoch": epoch, "kind": curve["kind"], "point": point,
                    "size": curve["size"][pos][j],
                    "precision": np.nan if precision is None else precision,
                    "recall": np.nan if curve["recall"][pos][j] is None else curve["recall"][pos][j],
-                   "min_class_kept": min(counts), "per_class": tuple(counts)}
+                   "min_class_kept": np.nan if counts is None else min(counts),
+                   "per_class": None if counts is None else tuple(counts)}
 
 
 def selection_curve_table(records: pd.DataFrame | Sequence[dict]) -> pd.DataFrame:

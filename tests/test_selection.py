@@ -205,3 +205,21 @@ def test_trained_threshold_table_and_correlation(tmp_path) -> None:
     assert any(line.startswith("| dividemix(p_threshold=0.5) | asymmetric 0.3 | 2 | 92.15")
                for line in lines)
     assert any(line.startswith("| asymmetric 0.3 | 6 | -0.") for line in lines)
+
+
+def test_per_class_counts_are_kept_every_tenth_scored_epoch_and_at_the_last() -> None:
+    metrics: dict = {"epoch": []}
+    for epoch in range(25):
+        scored = epoch >= 3   # e.g. a warm-up that scores nothing
+        p = len(selection.POINTS["posterior"])
+        curve = {"size": [5] * p, "precision": [1.0] * p, "recall": [0.5] * p,
+                 "per_class": [[epoch, 1]] * p} if scored else None
+        selection.append_curve(metrics, curve, kind="posterior", n_before=epoch)
+        metrics["epoch"].append(epoch)
+    selection.thin_per_class(metrics, every=10)
+    kept = [pos for pos, c in enumerate(metrics["selection_curve"]["per_class"]) if c is not None]
+    assert kept == [3, 13, 23, 24]
+    assert all(s is not None for s in metrics["selection_curve"]["size"][3:])
+    table = selection.selection_curve_table([{"label": "m", "metrics": metrics}])
+    p = len(selection.POINTS["posterior"])
+    assert table["min_class_kept"].notna().sum() == 4 * p and len(table) == 22 * p
