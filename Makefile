@@ -9,7 +9,7 @@ JOBS   ?= 1
 RUN    := $(PY) -m bench run
 REPORT := $(PY) -m bench.report
 
-.PHONY: venv demo test test-slow report perf gpu-check clean-demo \
+.PHONY: venv demo test test-slow lint report perf gpu-check clean-demo \
         bench-mnist bench-cifar10 bench-cifar100 bench-cifar10n
 
 venv: $(STAMP)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# pyflakes and bugbear checks (pyproject.toml [tool.ruff]); seconds
+lint: $(STAMP)
+	$(PY) -m ruff check bench methods tests
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -287,7 +287,7 @@ class _LineLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False):
     mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
     lines = {}
-    for key_node, value_node in node.value:
+    for key_node, _ in node.value:
         lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1
     return _Mapping(mapping, lines)
 
@@ -409,7 +409,7 @@ def expand_grid(raw: dict, *, name: str, source: str = "<grid>") -> Grid:
                                     label=run_label, noise_draw=setting.draw)
                         train = dict(base_train)
                         mparams = dict(variation)
-                        for i, ov in enumerate(overrides):
+                        for ov in overrides:
                             if _matches(ov.get("when") or {}, cell):
                                 mparams.update(ov.get("method_params") or {})
                                 train.update(ov.get("train") or {})

@@ -294,7 +294,7 @@ def _food_list(path: Path, name: str) -> list[str]:
 
 def _verification(path: Path, name: str) -> dict[str, int]:
     out: dict[str, int] = {}
-    for n, line in enumerate(_food_list(path, name), 1):
+    for line in _food_list(path, name):
         parts = line.split("\t") if "\t" in line else line.split()
         try:
             out[parts[0].strip()] = int(parts[-1])

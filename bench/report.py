@@ -353,7 +353,7 @@ def _adjust(summary: pd.DataFrame, cases: list, settings: Settings) -> None:
     for members in families.values():
         fam = cases[members[0]][1]
 
-        def adjusted(n_p: float | None) -> list[dict]:
+        def adjusted(n_p: float | None, members: list[int] = members, fam: int = fam) -> list[dict]:
             tests = [cases[i][3].get(n_p, cases[i][3][cases[i][2]]) for i in members]
             return stats.apply_holm(tests, alpha=settings.alpha, family_size=fam)
 

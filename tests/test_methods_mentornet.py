@@ -10,7 +10,7 @@ from methods.mentornet import self_paced_loss
 
 def test_bench_list_names_the_stand_in(capsys) -> None:
     assert main(["list"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.split()[:1] == ["mentornet"])
+    line = next(t for t in capsys.readouterr().out.splitlines() if t.split()[:1] == ["mentornet"])
     assert "stand-in" in line and "not the learned mentor" in line
 
 
@@ -18,7 +18,7 @@ def test_readme_names_the_stand_in() -> None:
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    row = next(l for l in readme.splitlines() if l.startswith("| methods |"))
+    row = next(t for t in readme.splitlines() if t.startswith("| methods |"))
     assert "`mentornet` (MentorNet's self-paced PD stand-in, not the learned mentor" in row
 
 

@@ -439,7 +439,7 @@ def test_left_out_records_never_join_a_cell(tmp_path: Path) -> None:
     specs = load_grid(grids / "mini.yaml").runs[:3]
     rng = np.random.default_rng(7)
     recs = []
-    for i, spec in enumerate(specs):
+    for spec in specs:
         rec = _record(grid="mini", label=spec.label, method=spec.method, dataset="digits", noise_type=spec.noise_type,
                       noise_rate=spec.noise_rate, seed=spec.seed, level=80.0, rng=rng)
         rec["run_id"] = spec.run_id

@@ -47,7 +47,7 @@ def _official_split(labels: np.ndarray, noise: float, num_classes: int):
 
 def _ours_after_the_same_noise_draws(labels: np.ndarray, noise: float, num_classes: int):
     rng = np.random.RandomState(0)
-    for label in labels:             # the code's noise draws, to bring the stream to its state
+    for _ in labels:                 # the code's noise draws, to bring the stream to its state
         if rng.rand() <= noise:
             rng.randint(0, num_classes)
     return stratified_holdout(labels, fraction=0.1, rng=rng)
