@@ -27,6 +27,13 @@ Readings (the paper is ambiguous or silent):
   linear interpolation (numpy's default) over the pairs i < j.
 * ``m``: the paper tried 320-2560 with similar results; 1280 is believed to be the main setting
   (unverified); ``p`` = 8 (Clothing1M). The 0.95 threshold on eta is unverified.
+* ``eta_threshold`` (default 0.95, the paper) is a diversity rule tuned for a pretrained
+  ResNet-50's features. In the features of a small network trained from scratch the dense
+  samples of a class are near-duplicates (eta >= 0.95), so the rule passes over them and keeps
+  sparse samples, which under label noise are mostly mislabelled: on Fashion-MNIST with LeNet-5
+  at symmetric 40% the corrected labels of the first corrections were about 10% accurate
+  (chance), against 35-60% with ``eta_threshold: 0.99`` (grid ``self_learning_eta``). 1.0 keeps
+  the plain densest samples.
 * When to start: the paper uses plain CE for the first epoch; ``correction_start_epoch`` moves
   that (a study found early correction collapsed accuracy to ~30% before recovering). It counts
   trained epochs, not epoch numbers: the first correction comes after that many CE epochs, at
