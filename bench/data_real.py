@@ -1,6 +1,6 @@
 """Real-world noisy datasets read from their official releases: Clothing1M, Food-101N, WebVision.
 
-Their images do not fit in memory, so a loader returns an :class:`~bench.data.ImageData` whose
+Their images do not fit in memory, so a loader returns an :class:`~bench.image_data.ImageData` whose
 ``train_images`` / ``test_images`` are :class:`FileImageSet` objects: a list of files that
 :meth:`FileImageSet.load` decodes on demand (a small thread pool, PIL) into uint8 tensors
 ``(B, 3, 224, 224)``. Training loads resize the shorter side to 256, take a random 224 crop and
@@ -27,8 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from bench.data import ImageData, data_root
 from bench.errors import DataError
+from bench.image_data import ImageData, data_root
 from bench.registry import DATASETS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
