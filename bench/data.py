@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,7 +171,7 @@ def load_fashion_mnist(root: Path, *, download: bool = False, verify: bool = Tru
 
 # ---- CIFAR-10 / CIFAR-100 (python pickle batches) --------------------------------------------
 
-_CIFAR = {
+_CIFAR: dict[str, dict[str, Any]] = {
     "cifar10": dict(folder="cifar-10-batches-py", tv_class="CIFAR10", label_key="labels",
                     train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
                     num_classes=10, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),

@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are built on CI machines and servers
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.typing import FillStyleType  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -26,7 +27,7 @@ from scipy import stats as sps  # noqa: E402
 __all__ = ["accuracy_vs_noise", "epoch_curves", "cd_diagram", "t_interval"]
 
 _DPI = 110
-_PAPER_MARKERS = {"verified": ("D", "full"), "secondary": ("D", "none"), "recalled": ("x", "full")}
+_PAPER_MARKERS: dict[str, tuple[str, FillStyleType]] = {"verified": ("D", "full"), "secondary": ("D", "none"), "recalled": ("x", "full")}
 
 
 def _colors(labels: Sequence[str]) -> dict[str, tuple]:
@@ -102,8 +103,8 @@ def accuracy_vs_noise(summary: pd.DataFrame, path: Path, *, protocol: str) -> Pa
 def t_interval(values: Sequence[float], *, confidence: float = 0.95) -> tuple[float, float]:
     """The t-interval of the mean of ``values`` (NaN left out), as the report's cell intervals;
     NaN bounds with fewer than two values."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
+    finite = np.asarray(values, dtype=float)
+    x = finite[np.isfinite(finite)]
     if x.size < 2:
         return math.nan, math.nan
     half = sps.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
@@ -184,40 +185,40 @@ def cd_diagram(
 ) -> Path | None:
     """Critical-difference diagram (Demšar 2006): average ranks on an axis, with bars joining
     groups of methods whose ranks differ by less than ``cd``."""
-    ranks = np.asarray(ranks, dtype=float)
-    k = ranks.size
-    if k < 2 or not np.isfinite(ranks).all():
+    unsorted = np.asarray(ranks, dtype=float)
+    k = unsorted.size
+    if k < 2 or not np.isfinite(unsorted).all():
         return None
-    order = np.argsort(ranks)
-    ranks, labels = ranks[order], [labels[i] for i in order]
+    order = np.argsort(unsorted)
+    ranked, names = unsorted[order], [labels[i] for i in order]
     # Maximal groups of methods not separated by the critical difference.
     groups: list[tuple[int, int]] = []
     for i in range(k):
         j = i
-        while j + 1 < k and ranks[j + 1] - ranks[i] < cd:
+        while j + 1 < k and ranked[j + 1] - ranked[i] < cd:
             j += 1
         if j > i and not any(a <= i and j <= b for a, b in groups):
             groups.append((i, j))
     half = math.ceil(k / 2)
     top = -0.3 - 0.18 * len(groups)  # label rows start below the group bars
     step = 0.4
-    right = max(k, 1 + cd if np.isfinite(cd) else k)
+    right = float(max(k, 1 + cd if np.isfinite(cd) else k))
     fig, ax = plt.subplots(figsize=(7.0, 1.4 + 0.3 * (half + len(groups))))
     ax.set_xlim(0.5, right + 0.5)
     ax.set_ylim(top - step * half - 0.2, 1.6)
     ax.axis("off")
     # Rank 1 (best) on the left.
     ax.hlines(0, 1, k, color="black", lw=1)
-    for r in range(1, k + 1):
-        ax.vlines(r, 0, 0.12, color="black", lw=1)
-        ax.text(r, 0.22, str(r), ha="center", va="bottom", fontsize=9)
+    for tick in range(1, k + 1):
+        ax.vlines(tick, 0, 0.12, color="black", lw=1)
+        ax.text(tick, 0.22, str(tick), ha="center", va="bottom", fontsize=9)
     if np.isfinite(cd):
         ax.hlines(1.1, 1, 1 + cd, color="black", lw=2)
         ax.vlines([1, 1 + cd], 1.0, 1.2, color="black", lw=1)
         ax.text(1 + cd / 2, 1.25, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
     for g, (i, j) in enumerate(groups):
-        ax.hlines(-0.2 - 0.18 * g, ranks[i] - 0.04, ranks[j] + 0.04, color="black", lw=3)
-    for i, (r, label) in enumerate(zip(ranks, labels)):
+        ax.hlines(-0.2 - 0.18 * g, ranked[i] - 0.04, ranked[j] + 0.04, color="black", lw=3)
+    for i, (r, label) in enumerate(zip(ranked, names)):
         left = i < half
         y = top - step * (i if left else k - 1 - i)
         x_text = 0.55 if left else right + 0.45

@@ -249,7 +249,7 @@ def acquire(path: str | Path, info: dict, *, stale_seconds: float,
             seen = read_lock(path)
             same_task = (seen is not None and takeover_nonce is not None
                          and seen.get("nonce") == takeover_nonce)
-            if same_task:
+            if same_task and seen is not None:
                 alive = seen.get("host") == HOST and pid_alive(int(seen.get("pid", -1)),
                                                               seen.get("pid_start"))
             else:
