@@ -46,13 +46,18 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], *,
+                 previous: str | Path | None = None) -> Path:
     """Replace ``path`` atomically by what ``write(fh)`` writes to a binary file object.
+
+    previous: where the content ``path`` has (if any) is kept, renamed there once the new
+        content is on disk, just before it takes its place: at every moment ``path`` holds a
+        complete file, the old one or the new one.
 
     The new file gets the mode a plain ``open`` would give it (0666 less the umask, not
     mkstemp's 0600, which would hide records from the other users of a shared cluster).
     Returns ``path``; any exception of ``write`` or of the file system propagates, with the
-    temporary file removed and ``path`` untouched.
+    temporary file removed and ``path`` (and ``previous``) untouched.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -62,6 +67,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

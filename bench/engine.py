@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import platform
 import socket
 import subprocess
@@ -674,9 +673,7 @@ def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metri
              "metrics": json.dumps(metrics), "elapsed": elapsed}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            os.replace(path, _previous_checkpoint(path))
-        atomic_write(path, lambda fh: torch.save(state, fh))
+        atomic_write(path, lambda fh: torch.save(state, fh), previous=_previous_checkpoint(path))
     except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
         _warn(warnings, f"cannot write checkpoint {path} ({_first_line(exc)}); the run goes "
                         "on without it", once_per=f"cannot write checkpoint {path} ")

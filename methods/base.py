@@ -60,6 +60,8 @@ class Method:
     score_kind: None, or the kind of the ``EpochResult.scores`` the method exposes:
         ``posterior`` (kept when score > p) or ``keep_fraction`` (rank quantile in its ranked
         pool, kept when score <= f); see :mod:`bench.selection`.
+    constant_state: the attributes a checkpoint leaves out; every other attribute set in
+        ``__init__`` is checkpointed (:meth:`state_dict`), whatever training does with it.
     """
 
     Config: ClassVar[type] = NoConfig

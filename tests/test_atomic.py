@@ -61,6 +61,30 @@ def test_a_writer_that_fails_half_way_leaves_the_old_content_and_no_temporary_fi
         assert target.read_text() == "old"
 
 
+def test_the_previous_content_is_kept_where_asked(tmp_path) -> None:
+    target, previous = tmp_path / "c.pt", tmp_path / "c.pt.prev"
+    atomic_write_bytes(target, b"1")
+    atomic_write(target, lambda fh: fh.write(b"2"), previous=previous)
+    assert (target.read_bytes(), previous.read_bytes()) == (b"2", b"1")
+    atomic_write(target, lambda fh: fh.write(b"3"), previous=previous)
+    assert (target.read_bytes(), previous.read_bytes()) == (b"3", b"2")
+
+    def fail(fh) -> None:
+        fh.write(b"4")
+        raise RuntimeError("PytorchStreamWriter failed writing file")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, fail, previous=previous)
+    assert (target.read_bytes(), previous.read_bytes()) == (b"3", b"2")
+    assert _entries(tmp_path) == ["c.pt", "c.pt.prev"]
+
+
+def test_a_target_that_did_not_exist_leaves_no_previous(tmp_path) -> None:
+    atomic_write_text(tmp_path / "t", "new")  # no previous asked
+    atomic_write(tmp_path / "u", lambda fh: fh.write(b"new"), previous=tmp_path / "u.prev")
+    assert _entries(tmp_path) == ["t", "u"]
+
+
 def test_a_failed_rename_leaves_the_old_content_and_no_temporary_file(tmp_path, monkeypatch) -> None:
     target = tmp_path / "t"
     target.write_text("old")
