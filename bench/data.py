@@ -7,58 +7,25 @@ and downloaded only when asked (``--download``). A missing or corrupt file is a
 :class:`~bench.errors.DataError` that names the folder, the files and how to get them.
 
 The real-world datasets whose images do not fit in memory (Clothing1M, Food-101N, WebVision)
-live in :mod:`bench.data_real`.
+live in :mod:`bench.data_real`, which this module imports so that loading this one registers
+every dataset. What both return, :class:`~bench.image_data.ImageData`, lives in
+:mod:`bench.image_data`, which depends on neither.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bench import data_real  # noqa: F401  (registers the file-backed real-world datasets)
 from bench.errors import ConfigError, DataError
+from bench.image_data import ImageData, data_root
 from bench.registry import DATASETS
-
-
-@dataclass
-class ImageData:
-    """One dataset, train and test.
-
-    train_images: (N, C, H, W) uint8 tensor, or a lazy file-backed image set (bench.data_real).
-    train_labels: (N,) int64 clean labels; -1 where the clean label is unknown.
-    test_images: (M, C, H, W) uint8 tensor or lazy image set; test_labels: (M,) int64.
-    human_labels: label-set name -> (N,) int64, for datasets with real annotations (CIFAR-N).
-    mean, std: per-channel statistics for the methods that normalise (DivideMix, RSL).
-    val_images, val_labels: a clean validation set held out of the training images
-        (:func:`hold_out_clean`), or None.
-    """
-
-    name: str
-    train_images: Any
-    train_labels: np.ndarray
-    test_images: Any
-    test_labels: np.ndarray
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    human_labels: dict[str, np.ndarray] = field(default_factory=dict)
-    default_noise_variant: str | None = None
-    val_images: Any = None
-    val_labels: np.ndarray | None = None
-
-    @property
-    def in_memory(self) -> bool:
-        return isinstance(self.train_images, torch.Tensor)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:]) if self.in_memory else self.train_images.shape
 
 
 def stratified_holdout(labels: np.ndarray, *, fraction: float,
@@ -107,10 +74,6 @@ def hold_out_clean(data: ImageData, noisy_labels: np.ndarray, *, fraction: float
         val_images=data.train_images[torch.from_numpy(val_idx)],
         val_labels=data.train_labels[val_idx])
     return held, np.asarray(noisy_labels)[train_idx]
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("DATA_ROOT", "./data")).expanduser()
 
 
 def load_dataset(name: str, *, root: str | Path | None = None, download: bool = False,
@@ -208,7 +171,7 @@ def load_fashion_mnist(root: Path, *, download: bool = False, verify: bool = Tru
 
 # ---- CIFAR-10 / CIFAR-100 (python pickle batches) --------------------------------------------
 
-_CIFAR = {
+_CIFAR: dict[str, dict[str, Any]] = {
     "cifar10": dict(folder="cifar-10-batches-py", tv_class="CIFAR10", label_key="labels",
                     train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
                     num_classes=10, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
@@ -322,5 +285,3 @@ def load_cifar_n_labels(path: str | Path) -> dict[str, np.ndarray]:
     labels = torch.load(Path(path), weights_only=False)
     return {k: np.asarray(v) for k, v in labels.items()}
 
-
-import bench.data_real  # noqa: F401,E402  (the file-backed real-world datasets register)

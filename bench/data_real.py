@@ -1,6 +1,6 @@
 """Real-world noisy datasets read from their official releases: Clothing1M, Food-101N, WebVision.
 
-Their images do not fit in memory, so a loader returns an :class:`~bench.data.ImageData` whose
+Their images do not fit in memory, so a loader returns an :class:`~bench.image_data.ImageData` whose
 ``train_images`` / ``test_images`` are :class:`FileImageSet` objects: a list of files that
 :meth:`FileImageSet.load` decodes on demand (a small thread pool, PIL) into uint8 tensors
 ``(B, 3, 224, 224)``. Training loads resize the shorter side to 256, take a random 224 crop and
@@ -27,8 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from bench.data import ImageData, data_root
 from bench.errors import DataError
+from bench.image_data import ImageData, data_root
 from bench.registry import DATASETS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,6 +77,8 @@ class FileImageSet:
         self.shape = (3, self.crop, self.crop)
         self.num_threads = int(num_threads)
         self.seed = int(seed)
+        # Food-101N: per image 1 (label verified correct), 0 (verified wrong), -1 (unverified)
+        self.verification: np.ndarray | None = None
         self._calls = itertools.count()
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -411,10 +413,11 @@ def load_evaluation_sets(name: str, *, root: str | Path | None = None,
         val = root / "webvision" / "imagenet" / "val"
         if not val.is_dir():
             return {}
-        keys, labels = [], []
+        keys = []
+        classes: list[int] = []
         for c in range(MINI_WEBVISION_CLASSES):
             files = sorted(p.name for p in (val / str(c)).glob("*") if p.is_file())
             keys += [f"{c}/{f}" for f in files]
-            labels += [c] * len(files)
-        return {"ilsvrc12": (FileImageSet(val, keys, name=name), np.array(labels, dtype=np.int64))}
+            classes += [c] * len(files)
+        return {"ilsvrc12": (FileImageSet(val, keys, name=name), np.array(classes, dtype=np.int64))}
     return {}

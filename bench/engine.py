@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import platform
 import socket
 import subprocess
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from bench import selection, store
+from bench.atomic import atomic_write
 from bench.config import RunSpec
 from bench.data import ImageData, hold_out_clean, load_dataset
 from bench.errors import BenchError, ConfigError
@@ -671,19 +671,10 @@ def _save_checkpoint(path: Path, next_epoch: int, method, ctx: RunContext, metri
     state = {"version": CHECKPOINT_VERSION, "run_id": ctx.spec.run_id, "next_epoch": next_epoch,
              "method": method.state_dict(), "rng": ctx.rng_state(),
              "metrics": json.dumps(metrics), "elapsed": elapsed}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if path.exists():
-            os.replace(path, _previous_checkpoint(path))
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: torch.save(state, fh), previous=_previous_checkpoint(path))
     except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         _warn(warnings, f"cannot write checkpoint {path} ({_first_line(exc)}); the run goes "
                         "on without it", once_per=f"cannot write checkpoint {path} ")
 

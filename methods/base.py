@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,13 +60,16 @@ class Method:
     score_kind: None, or the kind of the ``EpochResult.scores`` the method exposes:
         ``posterior`` (kept when score > p) or ``keep_fraction`` (rank quantile in its ranked
         pool, kept when score <= f); see :mod:`bench.selection`.
+    constant_state: the attributes a checkpoint leaves out; every other attribute set in
+        ``__init__`` is checkpointed (:meth:`state_dict`), whatever training does with it.
     """
 
     Config: ClassVar[type] = NoConfig
     report: ClassVar[str] = "net1"
     score_kind: ClassVar[str | None] = None
-    # attributes beyond networks/optimisers that a checkpoint must keep (tensors, numbers)
-    extra_state: ClassVar[tuple[str, ...]] = ()
+    # attributes fixed at construction by the config and the run (a split, per-class counts,
+    # a phase's first epoch): a checkpoint leaves them out, a fresh instance holds them already
+    constant_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, ctx: "RunContext") -> None:
         self.config = config
@@ -105,23 +109,94 @@ class Method:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """What a checkpoint keeps: every instance attribute but ``config``, ``ctx`` and the
+        declared ``constant_state``; networks and optimisers as their own ``state_dict()``.
+
+        Taken by structure, not from a list, so that no state a method adds can be forgotten.
+        The other values must be checkpoint data: None, booleans, numbers, strings, tensors and
+        lists, tuples and dicts of them, or numpy arrays and scalars (kept as tensors and Python
+        numbers, given back as numpy by :meth:`load_state_dict`). Anything else is a TypeError
+        that names the attribute.
+        """
         state: dict[str, Any] = {}
-        for k, v in vars(self).items():
-            if isinstance(v, (nn.Module, torch.optim.Optimizer)):
-                state[k] = v.state_dict()
-        for k in self.extra_state:
-            state[k] = getattr(self, k)
+        for name, value in vars(self).items():
+            if name in _RUN_ATTRIBUTES or name in self.constant_state:
+                continue
+            if isinstance(value, _STATEFUL):
+                state[name] = value.state_dict()
+            elif isinstance(value, np.ndarray):
+                state[name] = _array_state(self, name, value)
+            elif isinstance(value, np.generic):
+                state[name] = value.item()
+            else:
+                _check_checkpoint_data(self, name, value)
+                state[name] = value
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            current = getattr(self, k, None)
-            if isinstance(current, (nn.Module, torch.optim.Optimizer)):
-                current.load_state_dict(v)
-            elif isinstance(v, torch.Tensor):
-                setattr(self, k, v.to(self.ctx.device))
+        """Restore :meth:`state_dict` into this instance (a fresh one of the same run).
+
+        Values take the form the instance holds: a network or optimiser loads its state,
+        numpy values become numpy again, and tensors go to the device of the tensor they
+        replace (the run's device where the attribute holds no tensor).
+        """
+        for name, value in state.items():
+            current = getattr(self, name, None)
+            if isinstance(current, _STATEFUL):
+                current.load_state_dict(value)
+            elif isinstance(current, np.ndarray):
+                setattr(self, name, value.numpy().astype(current.dtype, copy=False))
+            elif isinstance(current, np.generic):
+                setattr(self, name, type(current)(value))
             else:
-                setattr(self, k, v)
+                device = current.device if isinstance(current, torch.Tensor) else self.ctx.device
+                setattr(self, name, _to_device(value, device))
+
+
+# the run's inputs, which a fresh instance is built from
+_RUN_ATTRIBUTES = frozenset({"config", "ctx"})
+# attributes whose state a checkpoint keeps through their own state_dict()
+_STATEFUL = (nn.Module, torch.optim.Optimizer)
+_LEAVES = (type(None), bool, int, float, str, torch.Tensor)
+
+
+def _check_checkpoint_data(method: Method, name: str, value: Any) -> None:
+    """TypeError unless ``value`` is checkpoint data (see :meth:`Method.state_dict`)."""
+    if isinstance(value, _LEAVES):
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_checkpoint_data(method, name, item)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_checkpoint_data(method, name, key)
+            _check_checkpoint_data(method, name, item)
+        return
+    raise TypeError(
+        f"{type(method).__name__}.{name} holds a {type(value).__name__}, which a checkpoint "
+        "cannot keep: hold tensors, numbers, strings or None (or lists, tuples and dicts of "
+        "them), or list the attribute in constant_state if training never changes it")
+
+
+def _array_state(method: Method, name: str, value: np.ndarray) -> torch.Tensor:
+    """A numpy attribute as the tensor a checkpoint keeps (a copy)."""
+    try:
+        return torch.tensor(value)
+    except TypeError:
+        raise TypeError(f"{type(method).__name__}.{name} is a numpy array of {value.dtype}, "
+                        "which a checkpoint cannot keep") from None
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it moved to ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
 
 
 def config_fields(config_cls: type) -> list[str]:

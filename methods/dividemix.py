@@ -126,7 +126,6 @@ class DivideMix(Method):
     Config = DivideMixConfig
     report = "ensemble"
     score_kind = "posterior"       # net1's GMM clean probability (its division)
-    extra_state = ("loss_history1", "loss_history2")
 
     @classmethod
     def setting_defaults(cls, *, dataset: str, noise_type: str,

@@ -115,7 +115,6 @@ def forward_corrected_loss(logits: torch.Tensor, labels: torch.Tensor,
 class FCorrection(Method):
     Config = FCorrectionConfig
     report = "net1"
-    extra_state = ("transition_matrix",)
 
     def record_extras(self) -> dict:
         return {"estimated_transition_matrix": self.transition_matrix}
@@ -271,8 +270,7 @@ class FCorrectionPatrini(FCorrection):
     """
 
     Config = FCorrectionPatriniConfig
-    extra_state = ("transition_matrix", "best_state", "best_val_loss", "best_epoch",
-                   "stage1_epoch")
+    constant_state = ("network_name", "train_pool", "val_idx")
 
     def __init__(self, config: FCorrectionPatriniConfig, ctx) -> None:
         Method.__init__(self, config, ctx)

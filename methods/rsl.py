@@ -177,7 +177,7 @@ def select(mean_loss: torch.Tensor, noisy_labels: torch.Tensor, counts: torch.Te
 class SmallLossSelection(Method):
     """Step 1 and 2 of RSL, shared by ``rsl`` and ``rsl_wm``: CE epochs, loss record, selection."""
 
-    extra_state = ("loss_sum", "selected")
+    constant_state = ("counts", "phase2_start", "reported_model_from")
     score_kind = "keep_fraction"   # step 1: mean-loss rank quantile in the selection's pool
 
     @classmethod

@@ -92,7 +92,6 @@ def loss_weights(mean_loss: torch.Tensor, noisy_labels: torch.Tensor, *, kappa: 
 class RSLWeightedMixMatch(SmallLossSelection):
     Config = RSLWMConfig
     report = "net1"
-    extra_state = ("loss_sum", "selected", "weights")
     clean_val_ties = "first"       # Weighted_MixMatch_train_CIFAR.py: is_best = val_acc > best_acc
 
     def __init__(self, config: RSLWMConfig, ctx) -> None:

@@ -145,7 +145,7 @@ def nearest_prototype_labels(features: torch.Tensor, prototypes: torch.Tensor,
 class SelfLearning(Method):
     Config = SelfLearningConfig
     report = "net1"
-    extra_state = ("corrected_labels",)
+    constant_state = ("first_correction",)
 
     def __init__(self, config: SelfLearningConfig, ctx) -> None:
         super().__init__(config, ctx)
