@@ -12,7 +12,7 @@
    repository's ``results/``, never into it.
 3. Printed, and written to ``reports/gpu_check.md``: for each network and path of the
    benchmark, images per second on this GPU beside the CPU figure and the H100 target
-   (:data:`bench.perf.H100_TARGETS`); for the cell, its seconds per epoch and network-images
+   (:data:`bench.cost_model.H100_TARGETS`); for the cell, its seconds per epoch and network-images
    per second.
 
 Each step runs in a child process under what is left of ``--budget-seconds`` (default 460 s,
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoCudaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from bench.perf import H100_TARGETS
+    from bench.cost_model import H100_TARGETS
     from bench.store import iter_record_paths, read_record
 
     deadline = time.monotonic() + args.budget_seconds
