@@ -15,6 +15,7 @@ Accuracies are in percent, so a ``margin`` of 1.0 is one accuracy point.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -73,6 +74,14 @@ def _as_1d(x: Sequence[float] | np.ndarray) -> np.ndarray:
     return arr
 
 
+@functools.lru_cache(maxsize=None)
+def _all_signs(n: int) -> np.ndarray:
+    """(2^n, n): every vector of n signs."""
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    signs.setflags(write=False)
+    return signs
+
+
 def sign_flip_p(d: Sequence[float] | np.ndarray, *, rng: np.random.Generator | None = None,
                 n_resamples: int = 20000) -> float:
     """Two-sided p of the sign-flip test of mean(d) = 0 for paired differences ``d`` ``(n,)``.
@@ -89,8 +98,7 @@ def sign_flip_p(d: Sequence[float] | np.ndarray, *, rng: np.random.Generator | N
     observed = abs(d.mean())
     tol = 1e-12 * max(1.0, float(np.abs(d).max()))
     if n <= EXACT_SIGN_FLIP_MAX_N:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-        return float(np.mean(np.abs(signs @ d) / n >= observed - tol))
+        return float(np.mean(np.abs(_all_signs(n) @ d) / n >= observed - tol))
     if rng is None:
         raise ValueError(f"{n} pairs: the sign-flip test samples sign vectors and needs an rng")
     signs = rng.choice((1.0, -1.0), size=(n_resamples, n))
@@ -223,17 +231,25 @@ class Correlation:
     boot_ok: int
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+def _spearman_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of every column pair of ``x`` and ``y`` ``(cells, B)`` over the cells where
+    both are finite (average ranks for ties: Pearson's r of the ranks); NaN for a column with
+    fewer than three such cells or without spread."""
     ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return math.nan
-    return float(sps.spearmanr(x[ok], y[ok]).statistic)
+    rx = sps.rankdata(np.where(ok, x, np.nan), axis=0, nan_policy="omit")
+    ry = sps.rankdata(np.where(ok, y, np.nan), axis=0, nan_policy="omit")
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cx, cy = rx - np.nanmean(rx, axis=0), ry - np.nanmean(ry, axis=0)
+        rho = np.nansum(cx * cy, axis=0) / np.sqrt(np.nansum(cx ** 2, axis=0) * np.nansum(cy ** 2, axis=0))
+    return np.where(ok.sum(axis=0) >= 3, rho, np.nan)
 
 
 def _cell_means(values: np.ndarray) -> np.ndarray:
+    """Means over the last axis (seeds), NaN where a cell has none."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a cell without a seed in the resample
-        return np.nanmean(values, axis=1)
+        return np.nanmean(values, axis=-1)
 
 
 def spearman_bootstrap(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
@@ -246,13 +262,14 @@ def spearman_bootstrap(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator
         raise ValueError(f"x and y must be (cells, seeds) of one shape, got {x.shape} and {y.shape}")
     n_cells, n_seeds = x.shape
     mx, my = _cell_means(x), _cell_means(y)
-    rho = _spearman(mx, my)
+    rho = float(_spearman_columns(mx[:, None], my[:, None])[0])
     ok = np.isfinite(mx) & np.isfinite(my)
     p_value = float(sps.spearmanr(mx[ok], my[ok]).pvalue) if np.isfinite(rho) else math.nan
     if not np.isfinite(rho) or n_seeds < 2:
         return Correlation(rho, p_value, math.nan, math.nan, n_cells, n_seeds, n_boot, 0)
     picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    boots = np.array([_spearman(_cell_means(x[:, cols]), _cell_means(y[:, cols])) for cols in picks])
+    boots = _spearman_columns(_cell_means(x[:, picks]).reshape(n_cells, n_boot),
+                              _cell_means(y[:, picks]).reshape(n_cells, n_boot))
     boots = boots[np.isfinite(boots)]
     if boots.size == 0:
         return Correlation(rho, p_value, math.nan, math.nan, n_cells, n_seeds, n_boot, 0)

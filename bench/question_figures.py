@@ -25,9 +25,10 @@ def _band(ax, x: np.ndarray, values: np.ndarray, *, color, label: str) -> None:
 
 
 def curves_with_bands(panels: Sequence[tuple[str, str, Mapping[str, np.ndarray]]], path: Path, *,
-                      xlabel: str = "epoch") -> Path | None:
+                      xlabel: str = "epoch", markers: Mapping[str, float] | None = None) -> Path | None:
     """One panel per (title, ylabel, {arm: values (runs, epochs)}): the mean per epoch with its
-    band over runs, one line per arm (epochs numbered from 1)."""
+    band over runs, one line per arm (epochs numbered from 1); ``markers`` draws a dotted
+    vertical line at an epoch of an arm (where its treatment starts) in the arm's colour."""
     panels = [p for p in panels if any(v.size for v in p[2].values())]
     if not panels:
         return None
@@ -38,6 +39,8 @@ def curves_with_bands(panels: Sequence[tuple[str, str, Mapping[str, np.ndarray]]
         for arm, values in curves.items():
             if values.size:
                 _band(ax, np.arange(1, values.shape[1] + 1), values, color=colors[arm], label=arm)
+            if markers and arm in markers:
+                ax.axvline(markers[arm], color=colors[arm], linestyle=":", linewidth=1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

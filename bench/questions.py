@@ -33,7 +33,8 @@ from bench import paired, question_figures
 from bench.left_out import GRIDS_DIR
 from bench.stats import t_interval
 
-__all__ = ["QUESTIONS", "Question", "Context", "question_sections", "compute_line", "pending_lines"]
+__all__ = ["QUESTIONS", "Question", "Context", "question_sections", "compute_line", "draw_lines",
+           "pending_lines", "pair_on_seed", "two_arm_test"]
 
 VERDICT_TEXT = {paired.DIFFERENT: "a difference",
                 paired.SMALL_DIFFERENCE: "a difference, but within ±{m:g} point(s)",
@@ -44,11 +45,10 @@ VERDICT_TEXT = {paired.DIFFERENT: "a difference",
 
 @dataclass(frozen=True)
 class Context:
-    """What a section builder works with: the grid's runs, where its figures go, the seed of its
-    bootstrap, the equivalence margin and level, and the run specs the grid file expands to
-    (None without a grid file)."""
+    """What a section builder works with: the grid's runs, where its figures go, the generator of
+    its bootstrap and sampled tests, the equivalence margin and level, and the run specs the grid
+    file expands to (None without a grid file)."""
 
-    grid: str
     runs: pd.DataFrame
     figures_dir: Path
     figures: bool
@@ -214,6 +214,17 @@ def compute_line(runs: pd.DataFrame) -> str:
     return line + "."
 
 
+def draw_lines(runs: pd.DataFrame) -> list[str]:
+    """A note when every run trained on one noise draw: the intervals are then conditional on it."""
+    draws = runs[["dataset", "noise_type", "noise_rate", "noise_seed"]].astype(str).drop_duplicates()
+    settings = draws.drop(columns="noise_seed").drop_duplicates()
+    if len(draws) != len(settings):
+        return []
+    seeds = ", ".join(sorted(set(draws["noise_seed"])))
+    return [f"Every run of a setting trained on one noise draw (noise_seed {seeds}): the intervals cover the "
+            "training seeds and are conditional on that draw.", ""]
+
+
 def pending_lines(runs: pd.DataFrame, expected: tuple | None) -> list[str]:
     """What the grid file expands to that has no record yet, per arm and setting, with seeds."""
     if expected is None:
@@ -277,7 +288,8 @@ def _self_learning_body(ctx: Context, acc: pd.Series) -> list[str]:
     path = question_figures.curves_with_bands(
         [("test accuracy", "test accuracy (%)", {a: _stack([curves[i] for i in g.index]) for a, g in by_arm.items()}),
          ("corrected labels", "accuracy of the corrected labels (%)", corrected)],
-        ctx.figures_dir / "question_self_learning_start.png") if ctx.figures else None
+        ctx.figures_dir / "question_self_learning_start.png",
+        markers={a: int(a.split()[1]) + 0.5 for a in arms if a.startswith("start ")}) if ctx.figures else None
     return lines + ctx.figure_link(path, "test accuracy and corrected-label accuracy per epoch, band over seeds")
 
 
@@ -523,6 +535,22 @@ def question_sections(grid: str, runs: pd.DataFrame | None, figures_dir: str | P
     if runs is None or runs.empty:
         total = f" (all {len(expected)} runs of the grid are pending)" if expected is not None else ""
         return lines + [f"No records of this grid yet{total}.", ""]
-    ctx = Context(grid, runs, Path(figures_dir), figures, np.random.default_rng(seed), margin, alpha, expected)
+    runs, outside = _in_grid(runs, expected)
+    if runs.empty:
+        return lines + [f"No records of this grid's configurations yet; {len(outside)} record(s) of other "
+                        "configurations left out.", ""]
+    ctx = Context(runs, Path(figures_dir), figures, np.random.default_rng(seed), margin, alpha, expected)
     lines += question.body(ctx, _accuracy(runs, question.protocol))
-    return lines + [compute_line(runs), ""] + pending_lines(runs, expected)
+    lines += draw_lines(runs) + [compute_line(runs), ""] + pending_lines(runs, expected)
+    if len(outside):
+        lines += [f"Left out of this section: {len(outside)} record(s) whose configuration the grid file does "
+                  "not expand to (" + ", ".join(sorted(set(outside["label"].astype(str)))) + ").", ""]
+    return lines
+
+
+def _in_grid(runs: pd.DataFrame, expected: tuple | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs of configurations the grid file expands to, the others); all runs without a file."""
+    if expected is None or "run_id" not in runs:
+        return runs, runs.iloc[:0]
+    inside = runs["run_id"].isin({spec.run_id for spec in expected})
+    return runs[inside], runs[~inside]

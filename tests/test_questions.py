@@ -111,6 +111,7 @@ def test_self_learning_section_answers_with_dip_final_accuracy_and_paired_verdic
     assert "](fig/question_self_learning_start.png)" in text
     assert "Compute: 2 h wall time on cpu over 20 runs (4 CPU-hours)." in lines
     assert "Pending: nothing; all 20 runs of the grid have a record." in lines
+    assert not any(line.startswith("Every run of a setting trained on one noise draw") for line in lines)
 
 
 def test_self_learning_section_lists_pending_runs_and_tests_what_it_has(tmp_path):
@@ -124,6 +125,20 @@ def test_self_learning_section_lists_pending_runs_and_tests_what_it_has(tmp_path
     assert "| standard | symmetric 40% | 1 | 4 |" in text
     assert "start 5 − start 1" not in text and "start 3 − start 1 = " in _answer(lines)
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_records_the_grid_file_does_not_expand_to_are_left_out_and_named(tmp_path):
+    records, _ = _self_learning_records(np.random.default_rng(1))
+    stale = dict(records[0], run_id="0123456789abcdef", label="self_learning(old)")
+    stale["method_params"] = dict(stale["method_params"], correction_start_epoch=2)
+    lines = questions.question_sections("self_learning_start", _frame(records + [stale]), tmp_path,
+                                        figures=False)
+    assert "start 2" not in "\n".join(lines)
+    assert lines[-2] == ("Left out of this section: 1 record(s) whose configuration the grid file does not "
+                         "expand to (self_learning(old)).")
+    only_stale = questions.question_sections("self_learning_start", _frame([stale]), tmp_path, figures=False)
+    assert only_stale[-2] == ("No records of this grid's configurations yet; 1 record(s) of other "
+                              "configurations left out.")
 
 
 def test_arms_on_different_draws_are_compared_by_welch(tmp_path):
@@ -179,6 +194,8 @@ def test_lambda_section_finds_the_best_lambda_and_tests_the_default_against_it(t
             f"({(len(records) - reused) * 0.2:g} CPU-hours); {reused} run(s) reused from grid jocor_mnist, "
             "trained there.") == questions.compute_line(_frame(records))
     assert (tmp_path / "question_jocor_lambda.png").is_file()
+    assert ("Every run of a setting trained on one noise draw (noise_seed 0): the intervals cover the training "
+            "seeds and are conditional on that draw.") in lines
 
 
 # ---- rsl_vs_smallloss_mnist -------------------------------------------------------------------
