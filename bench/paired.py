@@ -46,7 +46,7 @@ class TwoArmTest:
     paired (or Welch) t-test; ``p_exact``: the sign-flip permutation test of the paired
     differences (NaN for Welch); ``p_wilcoxon``: the Wilcoxon signed-rank test (NaN for Welch);
     ``p_tost``: the equivalence test within ±``margin`` (two one-sided t-tests). ``p_holm``,
-    ``p_tost_holm`` and ``verdict`` are filled in by :func:`holm_verdicts`.
+    ``p_exact_holm``, ``p_tost_holm`` and ``verdict`` are filled in by :func:`holm_verdicts`.
     """
 
     kind: str
@@ -63,6 +63,7 @@ class TwoArmTest:
     p_tost: float
     margin: float
     p_holm: float = math.nan
+    p_exact_holm: float = math.nan
     p_tost_holm: float = math.nan
     verdict: str = ""
 
@@ -168,15 +169,16 @@ def welch_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
 
 
 def holm_verdicts(tests: Sequence[TwoArmTest], *, alpha: float = 0.05) -> list[TwoArmTest]:
-    """Holm-adjust the difference and equivalence p-values over the family ``tests`` and give
+    """Holm-adjust the t, sign-flip and equivalence p-values over the family ``tests`` and give
     each its verdict: ``different`` (adjusted difference p < alpha), ``different, within the
     margin`` (and the adjusted TOST p < alpha as well: a real but small difference),
     ``equivalent`` (only the adjusted TOST p < alpha), else ``inconclusive``; untested ones get
     no verdict."""
     p_holm = holm([t.p_t for t in tests])
+    p_exact_holm = holm([t.p_exact for t in tests])
     p_tost_holm = holm([t.p_tost for t in tests])
     out = []
-    for t, ph, pth in zip(tests, p_holm, p_tost_holm):
+    for t, ph, peh, pth in zip(tests, p_holm, p_exact_holm, p_tost_holm):
         if not np.isfinite(ph):
             kind = ""
         elif ph < alpha:
@@ -185,7 +187,7 @@ def holm_verdicts(tests: Sequence[TwoArmTest], *, alpha: float = 0.05) -> list[T
             kind = EQUIVALENT
         else:
             kind = INCONCLUSIVE
-        out.append(replace(t, p_holm=float(ph), p_tost_holm=float(pth), verdict=kind))
+        out.append(replace(t, p_holm=float(ph), p_exact_holm=float(peh), p_tost_holm=float(pth), verdict=kind))
     return out
 
 

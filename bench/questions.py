@@ -41,6 +41,8 @@ VERDICT_TEXT = {paired.DIFFERENT: "a difference",
                 paired.EQUIVALENT: "equivalent within ±{m:g} point(s)",
                 paired.INCONCLUSIVE: "inconclusive (neither a difference nor equivalence within ±{m:g})",
                 "": "not tested (fewer than two pairs)"}
+PAIRING = ("paired by seed where the two arms trained on each seed's one noise draw (else Welch, marked "
+           "in the table)")
 
 
 @dataclass(frozen=True)
@@ -106,20 +108,22 @@ def _verdict(test: paired.TwoArmTest) -> str:
 
 
 def _test_text(test: paired.TwoArmTest, what: str = "") -> str:
-    """``+d [low, high] (paired t over n seeds, Holm p = ..., sign-flip p = ...): verdict``."""
-    how = (f"paired over {test.n_a} seeds, t Holm p = {_p(test.p_holm)}, exact sign-flip p = "
-           f"{_p(test.p_exact)}" if test.kind == "paired" else
+    """``<what>d [low, high] (paired over n seeds, t Holm p = ..., exact sign-flip Holm p = ...):
+    verdict`` (or Welch's)."""
+    how = (f"paired over {test.n_a} seeds, t Holm p = {_p(test.p_holm)}, exact sign-flip Holm p = "
+           f"{_p(test.p_exact_holm)}" if test.kind == "paired" else
            f"Welch over {test.n_a} and {test.n_b} runs, Holm p = {_p(test.p_holm)}")
     return (f"{what}{_fmt(test.diff)} [{_fmt(test.ci_low)}, {_fmt(test.ci_high)}] ({how}): "
             f"{_verdict(test)}")
 
 
 def _tests_table(rows: Sequence[tuple[str, paired.TwoArmTest]]) -> list[str]:
-    header = ["comparison", "pairs / runs", "difference [95% CI]", "t p", "Holm p",
-              "sign-flip p", "Wilcoxon p", "TOST Holm p", "verdict"]
+    header = ["comparison", "pairs / runs", "difference [95% CI]", "t p", "t Holm p",
+              "sign-flip p", "sign-flip Holm p", "Wilcoxon p", "TOST Holm p", "verdict"]
     body = [(name, f"{t.n_a}" if t.kind == "paired" else f"{t.n_a} vs {t.n_b} (Welch)",
              f"{_fmt(t.diff)} [{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]", _p(t.p_t), _p(t.p_holm),
-             _p(t.p_exact), _p(t.p_wilcoxon), _p(t.p_tost_holm), t.verdict or "not tested")
+             _p(t.p_exact), _p(t.p_exact_holm), _p(t.p_wilcoxon), _p(t.p_tost_holm),
+             t.verdict or "not tested")
             for name, t in rows]
     return _table(header, body)
 
@@ -253,21 +257,30 @@ def _start_arm(runs: pd.DataFrame) -> pd.Series:
                       for m, s in zip(runs["method"], start)], index=runs.index, dtype=object)
 
 
+def _with_dips(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with each run's test curve, its dip (:func:`bench.paired.largest_dip`: depth,
+    the accuracy it fell to, the epoch counted from 1) and its corrected-label accuracy curve."""
+    curves = [_metric(r, "test_acc") for _, r in runs.iterrows()]
+    dips = [paired.largest_dip(c) for c in curves]
+    corrected = [_metric(r, "extra", "corrected_label_acc") for _, r in runs.iterrows()]
+    return runs.assign(curve=curves, dip=[d.depth for d in dips], trough=[d.trough for d in dips],
+                       dip_epoch=[d.position + 1 for d in dips], corrected=corrected,
+                       corrected_last=[c[-1] if c.size else np.nan for c in corrected])
+
+
+def _against(by_arm: dict[str, pd.DataFrame], arms: list[str], reference: str, ctx: Context, value: str
+             ) -> list[paired.TwoArmTest]:
+    """Each of ``arms`` against ``reference`` on ``value``, Holm over them."""
+    return paired.holm_verdicts([two_arm_test(by_arm[a], by_arm[reference], margin=ctx.margin, rng=ctx.rng,
+                                              value=value) for a in arms], alpha=ctx.alpha)
+
+
 def _self_learning_body(ctx: Context, acc: pd.Series) -> list[str]:
-    runs = ctx.runs.assign(acc=acc, arm=_start_arm(ctx.runs))
-    curves = {i: _metric(r, "test_acc") for i, r in runs.iterrows()}
-    dips = {i: paired.largest_dip(c) for i, c in curves.items()}
-    runs = runs.assign(dip=[dips[i].depth for i in runs.index], trough=[dips[i].trough for i in runs.index],
-                       dip_epoch=[dips[i].position + 1 for i in runs.index],
-                       corrected=[_metric(r, "extra", "corrected_label_acc") for _, r in runs.iterrows()])
-    runs = runs.assign(corrected_last=runs["corrected"].map(lambda c: c[-1] if c.size else np.nan))
+    runs = _with_dips(ctx.runs.assign(acc=acc, arm=_start_arm(ctx.runs)))
     arms = sorted(runs["arm"].unique(), key=lambda a: (a == "standard CE", a))
     by_arm = {a: runs[runs["arm"] == a] for a in arms}
-    later = [a for a in arms if a.startswith("start ") and a != "start 1"]
-    final_tests = paired.holm_verdicts([two_arm_test(by_arm[a], by_arm["start 1"], margin=ctx.margin,
-                                                     rng=ctx.rng) for a in later], alpha=ctx.alpha) if "start 1" in by_arm else []
-    dip_tests = paired.holm_verdicts([two_arm_test(by_arm[a], by_arm["start 1"], margin=ctx.margin,
-                                                   rng=ctx.rng, value="dip") for a in later], alpha=ctx.alpha) if "start 1" in by_arm else []
+    later = [a for a in arms if a.startswith("start ") and a != "start 1"] if "start 1" in by_arm else []
+    final_tests, dip_tests = _against(by_arm, later, "start 1", ctx, "acc"), _against(by_arm, later, "start 1", ctx, "dip")
     lines = [_self_learning_answer(by_arm, later, final_tests), ""]
     lines += ["Per arm over seeds: the final test accuracy; the dip, the largest fall of the test "
               "accuracy below its running maximum before the last epoch (0 when it never falls), the "
@@ -278,15 +291,15 @@ def _self_learning_body(ctx: Context, acc: pd.Series) -> list[str]:
                     [(a, _mean_ci(g["acc"]), _mean_ci(g["dip"]), _mean_ci(g["trough"]),
                       _fmt(float(g["dip_epoch"].median()), 0), _mean_ci(g["corrected_last"]))
                      for a, g in by_arm.items()])
-    if final_tests:
-        lines += ["Later starts against start 1, paired by seed (one noise draw per seed, shared by the "
-                  "starts); Holm within each of the two families (final accuracy, dip):", ""]
+    if later:
+        lines += [f"Later starts against start 1, {PAIRING}; Holm within each of the two families (final "
+                  "accuracy, dip):", ""]
         lines += _tests_table([(f"final accuracy, {a} − start 1", t) for a, t in zip(later, final_tests)]
                               + [(f"dip, {a} − start 1", t) for a, t in zip(later, dip_tests)])
     corrected = {a: _stack(list(g["corrected"])) for a, g in by_arm.items() if a != "standard CE"}
     lines += _corrected_table(corrected)
     path = question_figures.curves_with_bands(
-        [("test accuracy", "test accuracy (%)", {a: _stack([curves[i] for i in g.index]) for a, g in by_arm.items()}),
+        [("test accuracy", "test accuracy (%)", {a: _stack(list(g["curve"])) for a, g in by_arm.items()}),
          ("corrected labels", "accuracy of the corrected labels (%)", corrected)],
         ctx.figures_dir / "question_self_learning_start.png",
         markers={a: int(a.split()[1]) + 0.5 for a in arms if a.startswith("start ")}) if ctx.figures else None
@@ -322,43 +335,47 @@ def _corrected_table(corrected: dict[str, np.ndarray]) -> list[str]:
 DEFAULT_LAMBDA = 0.1
 
 
+def _best_value(group: pd.DataFrame) -> float:
+    """The parameter value of highest mean accuracy, among those with two runs where any has."""
+    means = group.groupby("value")["acc"].agg(["mean", "count"])
+    eligible = means[means["count"] >= 2] if (means["count"] >= 2).any() else means
+    return float(eligible["mean"].idxmax())
+
+
+def _lambda_answer(setting: str, best: float, best_acc: pd.Series, test: paired.TwoArmTest | None,
+                   has_default: bool) -> str:
+    text = f"at {setting} the best co_lambda is {best:g} with {_mean_ci(best_acc)}%"
+    if test is not None:
+        return text + "; " + _test_text(test, f"co_lambda {DEFAULT_LAMBDA:g} − best = ")
+    if best == DEFAULT_LAMBDA:
+        return text + f" (the default {DEFAULT_LAMBDA:g} is the best)"
+    return text + ("" if has_default else f"; no run at co_lambda {DEFAULT_LAMBDA:g} yet")
+
+
 def _lambda_body(ctx: Context, acc: pd.Series) -> list[str]:
     runs = ctx.runs.assign(acc=acc, value=pd.to_numeric(_param(ctx.runs, "co_lambda"), errors="coerce"),
                            setting=_settings(ctx.runs)).dropna(subset=["value"])
-    rows, tests, answers = [], [], []
-    for setting, group in runs.groupby("setting", sort=True):
-        means = group.groupby("value")["acc"].agg(["mean", "count"])
-        eligible = means[means["count"] >= 2] if (means["count"] >= 2).any() else means
-        best = float(eligible["mean"].idxmax())
-        for value, cell in group.groupby("value"):
-            rows.append((setting, f"{value:g}", _mean_ci(cell["acc"]), "best" if value == best else ""))
-        if best != DEFAULT_LAMBDA and (group["value"] == DEFAULT_LAMBDA).any():
-            tests.append((setting, best, two_arm_test(group[group["value"] == DEFAULT_LAMBDA],
-                                                      group[group["value"] == best], margin=ctx.margin, rng=ctx.rng)))
-        answers.append((setting, best, group.loc[group["value"] == best, "acc"]))
-    adjusted = paired.holm_verdicts([t for _, _, t in tests], alpha=ctx.alpha)
-    tested = {setting: t for (setting, _, _), t in zip(tests, adjusted)}
-    parts = []
-    for setting, best, best_acc in answers:
-        text = f"at {setting} the best co_lambda is {best:g} with {_mean_ci(best_acc)}%"
-        if setting in tested:
-            text += "; " + _test_text(tested[setting], f"co_lambda {DEFAULT_LAMBDA:g} − best = ")
-        elif best == DEFAULT_LAMBDA:
-            text += f" (the default {DEFAULT_LAMBDA:g} is the best)"
-        else:
-            text += f"; no run at co_lambda {DEFAULT_LAMBDA:g} yet"
-        parts.append(text)
+    groups = dict(list(runs.groupby("setting", sort=True)))
+    best = {s: _best_value(g) for s, g in groups.items()}
+    compared = [s for s, g in groups.items() if best[s] != DEFAULT_LAMBDA and (g["value"] == DEFAULT_LAMBDA).any()]
+    tests = dict(zip(compared, paired.holm_verdicts(
+        [two_arm_test(groups[s][groups[s]["value"] == DEFAULT_LAMBDA], groups[s][groups[s]["value"] == best[s]],
+                      margin=ctx.margin, rng=ctx.rng) for s in compared], alpha=ctx.alpha)))
+    parts = [_lambda_answer(s, best[s], g.loc[g["value"] == best[s], "acc"], tests.get(s),
+                            bool((g["value"] == DEFAULT_LAMBDA).any())) for s, g in groups.items()]
     lines = ["**Answer:** " + ("; ".join(parts) if parts else "no run has a co_lambda yet") + ".", "",
              "The best co_lambda is the one of highest mean accuracy over its seeds (with at least two "
              "where any has two), chosen on the same runs it is tested with: its interval and the "
              "difference to the default lean in its favour.", ""]
-    lines += _table(["setting", "co_lambda", "accuracy (%) [95% CI] (seeds)", ""], rows)
+    lines += _table(["setting", "co_lambda", "accuracy (%) [95% CI] (seeds)", ""],
+                    [(s, f"{v:g}", _mean_ci(cell["acc"]), "best" if v == best[s] else "")
+                     for s, g in groups.items() for v, cell in g.groupby("value")])
     if tests:
         lines += [f"co_lambda {DEFAULT_LAMBDA:g} against the best, per setting (Holm across the settings):", ""]
-        lines += _tests_table([(f"{s}: {DEFAULT_LAMBDA:g} − {b:g}", t) for (s, b, _), t in zip(tests, adjusted)])
+        lines += _tests_table([(f"{s}: {DEFAULT_LAMBDA:g} − {best[s]:g}", t) for s, t in tests.items()])
     path = question_figures.accuracy_by_parameter(
         runs, ctx.figures_dir / "question_jocor_lambda.png", parameter="co_lambda",
-        ylabel="test accuracy (%, mean of the last ten epochs)") if ctx.figures else None
+        ylabel="test accuracy (%)") if ctx.figures else None
     return lines + ctx.figure_link(path, "accuracy against co_lambda per noise setting, band over seeds")
 
 
@@ -399,8 +416,7 @@ def _rsl_body(ctx: Context, acc: pd.Series) -> list[str]:
                     [(s, a, _mean_ci(g["acc"]), _mean_ci(g["size"], 0), _mean_ci(g["noise"], 1))
                      for (s, a), g in runs.groupby(["setting", "arm"], sort=True)])
     if tests:
-        lines += ["Class-wise against global selection, paired by seed (one noise draw per seed, shared "
-                  "by the arms), Holm across the settings:", ""]
+        lines += [f"Class-wise against global selection, {PAIRING}; Holm across the settings:", ""]
         lines += _tests_table([(f"{s}: classwise − global", t) for s, t in zip(settings, tests)])
     counts = _class_counts(runs)
     lines += _class_table(counts)
@@ -483,7 +499,7 @@ def _dividemix_body(ctx: Context, acc: pd.Series) -> list[str]:
                       _follows(c)) for name, c in corr])
     path = question_figures.accuracy_vs_kept_noise(
         cells, ctx.figures_dir / "question_dividemix_threshold.png",
-        ylabel="test accuracy (%, best epoch)") if ctx.figures else None
+        ylabel="test accuracy (%)") if ctx.figures else None
     return lines + ctx.figure_link(path, "accuracy against the kept set's label noise per p_threshold")
 
 

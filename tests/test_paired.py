@@ -118,6 +118,8 @@ def test_holm_verdicts_use_the_adjusted_p_values():
                                         paired.SMALL_DIFFERENCE, ""]
     assert out[0].p_holm == pytest.approx(3 * 0.004)
     assert out[1].p_holm == pytest.approx(0.08)   # 0.04 alone would have been called different
+    assert out[0].p_exact_holm == pytest.approx(min(1.0, 4 * 0.06))
+    assert np.isnan(out[4].p_exact_holm)
 
 
 def test_largest_dip_finds_the_deepest_fall_below_the_running_max():
