@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from bench.atomic import atomic_write_json
 from bench.config import RunSpec
 from bench.cost_model import dataset_facts, network_images
 from bench.perf_steps import NETWORKS_PER_RUN, device_name, engine_step, time_steps
@@ -61,21 +62,11 @@ def read_cache(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` in one step: readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_cache(path: Path, data: dict) -> None:
     """Store the cache; a read-only home only means measuring again next time."""
     try:
-        _write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, data, indent=1, sort_keys=True)
     except OSError:
         pass
 
