@@ -21,7 +21,6 @@ from bench.stats._common import AsDict, as_1d, sample_std
 MIN_BOOT_N = 10  # fewest runs for a bootstrap interval
 
 
-
 @dataclass(frozen=True)
 class Description(AsDict):
     """Summary of the runs of one method in one cell."""
