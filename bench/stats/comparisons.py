@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -114,7 +114,7 @@ def paired_comparison(
     win_rate = (wins + 0.5 * ties) / n if n else nan
     win_low, win_high = clopper_pearson(wins, n, confidence=confidence)[0], \
         clopper_pearson(wins + ties, n, confidence=confidence)[1]
-    counts = dict(wins=wins, losses=losses, ties=ties, p_sign=sign_test(wins, losses), win_rate=win_rate,
+    counts: dict[str, Any] = dict(wins=wins, losses=losses, ties=ties, p_sign=sign_test(wins, losses), win_rate=win_rate,
                   win_low=win_low, win_high=win_high)
     p_min = 2.0 / 2 ** n if n else nan
     if n < 2:
