@@ -220,6 +220,7 @@ def _at_least_two(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.report``: write the reports and print their paths; 2 on bad input."""
     args = _parser().parse_args(argv)
     try:
         written = build_report(args.results, args.out, grid=args.grid, protocol=args.protocol,

@@ -123,6 +123,7 @@ def _smoke_results(args: argparse.Namespace, smoke: bool) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``run``: the dry-run table, or a run session over the selected runs."""
     grid_path, only = _grid_and_filters(args)
     limits = {k: getattr(args, k) for k in SMOKE_LIMITS}
     smoke = any(v is not None for v in limits.values())
@@ -146,6 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """``status``: the per-cell table of the grid's state."""
     grid_path, only = _grid_and_filters(args)
     opts = options_from_args(args)
     grid = load_grid(grid_path)

@@ -52,6 +52,7 @@ class Flag:
 
     @property
     def dest(self) -> str:
+        """The attribute the parsed command line holds the flag in."""
         return self.names[0].lstrip("-").replace("-", "_")
 
 

@@ -108,6 +108,7 @@ class GridState:
         return summary
 
     def lock_path(self, spec: RunSpec) -> Path:
+        """The lock file of the run ``spec``."""
         return self.lock_dir / f"{spec.run_id}.lock"
 
     def live_locks(self) -> dict[str, dict]:

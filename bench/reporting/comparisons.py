@@ -59,6 +59,7 @@ class Across:
 
 
 def across_cells(summary: pd.DataFrame, settings: Settings) -> Across:
+    """Friedman / Iman-Davenport and ranks of the labels over the cells where every one ran."""
     # A string key per cell: NaN rates (real-world noise) would otherwise vanish from the index.
     keyed = summary.assign(cell=["|".join(map(str, key)) for key in summary[CELL].itertuples(index=False)])
     matrix = keyed.pivot(index="cell", columns="label", values="mean")

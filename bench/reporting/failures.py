@@ -106,8 +106,3 @@ def collapses(runs: pd.DataFrame) -> pd.DataFrame:
                      "median": float(group["acc"].median())})
     return pd.DataFrame(rows, columns=[*CELL, "label", "n", "n_collapsed", "chance", "seeds", "from_epoch",
                                        "acc_collapsed", "acc_others", "median"])
-
-
-# --------------------------------------------------------------------------------------------
-# Text
-# --------------------------------------------------------------------------------------------

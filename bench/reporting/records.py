@@ -125,8 +125,3 @@ def with_accuracy(runs: pd.DataFrame, protocol: str) -> pd.DataFrame:
     selected = runs["metrics"].map(lambda m: from_curve(m, "val_loss"))
     return runs.assign(acc=selected.fillna(acc.fillna(fallback)).astype(float),
                        acc_protocol=np.where(selected.notna(), "val_loss", protocol))
-
-
-# --------------------------------------------------------------------------------------------
-# Numbers
-# --------------------------------------------------------------------------------------------

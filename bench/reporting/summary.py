@@ -34,12 +34,8 @@ class Settings:
     paper_runs: Mapping[str, int] = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------------------------
-# Reading the records
-# --------------------------------------------------------------------------------------------
-
-
-def first_value(values: pd.Series) -> object:
+def _first_value(values: pd.Series) -> object:
+    """The first value that is not missing; None when all are."""
     values = values.dropna()
     return values.iloc[0] if not values.empty else None
 
@@ -104,13 +100,13 @@ def _cell_row(key: tuple, group: pd.DataFrame, settings: Settings, rng: np.rando
     row = {"grid": group["grid"].iloc[0] if len(group) else None, "dataset": dataset, "noise_type": noise_type,
            "noise_rate": noise_rate, "noise_variant": variant, "method": str(group["method"].iloc[0]) if len(group) else None,
            "label": label,
-           "protocol": first_value(group["acc_protocol"]) if "acc_protocol" in group else settings.protocol,
+           "protocol": _first_value(group["acc_protocol"]) if "acc_protocol" in group else settings.protocol,
            **{k: v for k, v in desc.as_dict().items() if k != "note"}, "mean": est.mean if est.n else math.nan,
            "ci_low": ci_low, "ci_high": ci_high, "design": est.design, "n_draws": est.n_draws,
            "draw_source": source, "draw_note": draw_note(est.design, source, est.n_draws),
            "se": est.se, "df": est.df, "s2_draw": est.s2_draw, "s2_train": est.s2_train,
            "realised_noise_rate": float(pd.to_numeric(group["realised_noise_rate"], errors="coerce").mean()),
-           "paper": first_value(group["paper"]), "note": desc.note}
+           "paper": _first_value(group["paper"]), "note": desc.note}
     row.update(_components(x, list(draws), est, settings))
     return row, est
 
@@ -230,4 +226,5 @@ def _fill(summary: pd.DataFrame, i: int, test: stats.PaperTest, adj: dict, kinds
 
 
 def np_text(n_p: float) -> str:
+    """A paper run count as printed: ``5``, ``∞``."""
     return "∞" if math.isinf(n_p) else f"{n_p:g}"
