@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.tables import markdown_table
 
 __all__ = ["OUTCOMES", "HOLDS", "REVERSED", "NOT_SHOWN", "NO_RUNS", "RESULT_COLUMNS", "evaluate_claims",
            "claims_markdown"]
@@ -130,12 +131,15 @@ def _num(x: float, fmt: str = "{:+.2f}") -> str:
     return fmt.format(x) if np.isfinite(x) else "–"
 
 
-def _row_markdown(row: pd.Series) -> str:
+COLUMNS = ["table", "setting", "claim", "provenance", "pairs", "Δ [95% CI]", "p (Holm)", "outcome"]
+
+
+def _row_cells(row: pd.Series) -> list[str]:
+    """One claim as the cells of :data:`COLUMNS`."""
     interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if np.isfinite(row["ci_low"]) else ""
     outcome = f"{row['outcome']} ({row['reason']})" if row["reason"] else row["outcome"]
-    return (f"| {row['table']} | {_setting(row)} | {row['better']} > {row['worse']} | {row['provenance']} "
-            f"| {int(row['n'])} | {_num(row['mean_diff'])} {interval} | {_num(row['p_holm'], '{:.3g}')} "
-            f"| {outcome} |")
+    return [row["table"], _setting(row), f"{row['better']} > {row['worse']}", row["provenance"], str(int(row["n"])),
+            f"{_num(row['mean_diff'])} {interval}", _num(row["p_holm"], "{:.3g}"), outcome]
 
 
 def claims_markdown(result: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:
@@ -158,11 +162,9 @@ def claims_markdown(result: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:
         "",
         f"{len(result)} claims: {summary}.",
         "",
-        "| table | setting | claim | provenance | pairs | Δ [95% CI] | p (Holm) | outcome |",
-        "|---|---|---|---|---|---|---|---|",
     ]
     judged = result[result["outcome"] != NO_RUNS]
-    lines += [_row_markdown(row) for _, row in judged.iterrows()]
+    lines += markdown_table([_row_cells(row) for _, row in judged.iterrows()], COLUMNS, style="compact").splitlines()
     return lines + [""] + _no_runs_lines(result[result["outcome"] == NO_RUNS])
 
 
