@@ -1,8 +1,9 @@
 """Figures of the question sections (``bench.questions``): PNG, matplotlib with the Agg backend.
 
 Every function takes plain numpy / pandas inputs, writes one file and returns its path, or None
-when there is nothing to draw. Bands and bars are 95% t-intervals over seeds
-(:func:`bench.figures.mean_band`).
+when there is nothing to draw. Lines and bars are drawn by seaborn; bands and error bars are the
+95% t-interval of the mean over the runs (:func:`bench.figures.t_interval`, the report's cell
+interval), so they are conditional on whatever the runs share (a noise draw, where they share one).
 """
 
 from __future__ import annotations
@@ -13,15 +14,20 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.figures import _colors, _save, mean_band, plt
+import seaborn as sns
+
+from bench.figures import _colors, _save, plt, t_interval
 
 __all__ = ["curves_with_bands", "accuracy_by_parameter", "per_class_bars", "accuracy_vs_kept_noise"]
 
 
 def _band(ax, x: np.ndarray, values: np.ndarray, *, color, label: str) -> None:
-    mean, low, high = mean_band(values)
-    ax.plot(x[: mean.size], mean, color=color, label=f"{label} (n={values.shape[0]})")
-    ax.fill_between(x[: mean.size], low, high, color=color, alpha=0.2, linewidth=0)
+    """The mean of ``values`` (runs, epochs) per x with its t-band, one seaborn line."""
+    runs, epochs = np.indices(values.shape)
+    long = pd.DataFrame({"x": x[: values.shape[1]][epochs.ravel()], "run": runs.ravel(),
+                         "value": values.ravel()}).dropna()
+    sns.lineplot(data=long, x="x", y="value", estimator="mean", errorbar=t_interval, color=color,
+                 label=f"{label} (n={values.shape[0]})", err_kws={"alpha": 0.2, "lw": 0}, ax=ax)
 
 
 def curves_with_bands(panels: Sequence[tuple[str, str, Mapping[str, np.ndarray]]], path: Path, *,
@@ -60,13 +66,9 @@ def accuracy_by_parameter(frame: pd.DataFrame, path: Path, *, parameter: str, yl
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
     for setting in settings:
         rows = frame[frame["setting"] == setting]
-        values = sorted(rows["value"].unique())
-        grouped = [rows.loc[rows["value"] == v, "acc"].to_numpy(dtype=float) for v in values]
-        width = max(len(g) for g in grouped)
-        padded = np.array([np.pad(g, (0, width - len(g)), constant_values=np.nan) for g in grouped]).T
-        mean, low, high = mean_band(padded)
-        ax.plot(values, mean, "-o", color=colors[setting], label=setting)
-        ax.fill_between(values, low, high, color=colors[setting], alpha=0.2, linewidth=0)
+        sns.lineplot(data=rows, x="value", y="acc", estimator="mean", errorbar=t_interval,
+                     marker="o", color=colors[setting], label=setting,
+                     err_kws={"alpha": 0.2, "lw": 0}, ax=ax)
         ax.plot(rows["value"], rows["acc"], ".", color=colors[setting], alpha=0.5)
     ax.set_xlabel(parameter)
     ax.set_ylabel(ylabel)
@@ -84,23 +86,14 @@ def per_class_bars(counts: pd.DataFrame, path: Path) -> Path | None:
     settings = list(dict.fromkeys(counts["setting"]))
     arms = list(dict.fromkeys(counts["arm"]))
     colors = _colors(arms)
-    width = 0.8 / len(arms)
     fig, axes = plt.subplots(1, len(settings), figsize=(4.8 * len(settings), 3.6), squeeze=False)
     for ax, setting in zip(axes.flat, settings):
-        for i, arm in enumerate(arms):
-            rows = counts[(counts["setting"] == setting) & (counts["arm"] == arm)]
-            if rows.empty:
-                continue
-            table = rows.pivot_table(index="run_id", columns="cls", values="count")
-            mean, low, high = mean_band(table.to_numpy(dtype=float))
-            x = table.columns.to_numpy(dtype=float) + (i - (len(arms) - 1) / 2) * width
-            err = np.vstack([mean - low, high - mean])
-            ax.bar(x, mean, width=width, color=colors[arm], label=arm,
-                   yerr=np.where(np.isfinite(err), err, 0.0), capsize=2)
+        rows = counts[counts["setting"] == setting]
+        sns.barplot(data=rows, x="cls", y="count", hue="arm", hue_order=arms, palette=colors,
+                    estimator="mean", errorbar=t_interval, capsize=0.1, err_kws={"lw": 1}, ax=ax)
         ax.set_title(setting, fontsize=10)
         ax.set_xlabel("noisy class")
         ax.set_ylabel("selected samples")
-        ax.set_xticks(sorted(counts["cls"].unique()))
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)

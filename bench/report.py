@@ -44,6 +44,7 @@ from bench.errors import BenchError
 from bench.left_out import GRIDS_DIR, left_out_lines
 from bench.papers import DEFAULT_N_RUNS, load_claims, load_paper_numbers
 from bench.protocols import PROTOCOLS
+from bench.questions import question_sections
 from bench.reporting.comparisons import Across, across_cells, pairwise
 from bench.reporting.failures import class_drops, collapsed_at, collapses, dropped_classes
 from bench.reporting.overview import across_section, claims_lines, compute_text, header_text, tested_cd, \
@@ -81,6 +82,9 @@ EXTRA_SECTIONS: tuple[Callable[[GridReport], list[str]], ...] = (
     lambda r: variants_lines(r.summary),
     lambda r: claims_lines(r.runs, r.claims, r.settings),
     lambda r: selection_section(r.runs, r.grid_dir, figures=r.figures),
+    lambda r: question_sections(r.name, r.runs, r.grid_dir, figures=r.figures,
+                                seed=r.settings.seed, margin=r.settings.margin,
+                                alpha=r.settings.alpha),
 )
 
 
