@@ -422,7 +422,7 @@ def _check_overrides_used(overrides: list[_Override], used: set[int]) -> None:
     for i, override in enumerate(overrides):
         if i not in used:
             raise GridError(("overrides", i),
-                            f"override {i + 1} matches no run of the grid (when: "
+                            f"overrides[{i}] matches no run of the grid (when: "
                             f"{json.dumps(override.when)})")
 
 

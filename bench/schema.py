@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, ClassVar, Iterable, Sequence
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      PlainValidator, StringConstraints, TypeAdapter, ValidationError,
-                      model_validator)
+                      PlainValidator, TypeAdapter, ValidationError, model_validator)
 from pydantic_core import PydanticCustomError
 
 from bench.errors import ConfigError
@@ -71,7 +71,6 @@ _TYPE_TEXT = {
     "greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}",
     "less_than": "must be < {lt}", "less_than_equal": "must be <= {le}",
     "too_short": "must not be empty",
-    "string_pattern_mismatch": "must be a plain name (letters, digits, '_' and '-')",
 }
 
 
@@ -118,7 +117,12 @@ def _grid_error(error: Any, data: Any) -> GridError:
         where = f" in {dotted(path)}" if path else ""
         return GridError(path, f"missing key {loc[-1]!r}{where}")
     text = _TYPE_TEXT[kind].format(**error.get("ctx", {})) if kind in _TYPE_TEXT else error["msg"]
-    return GridError(path, f"{dotted(path) or 'the file'} {text}, got {error['input']!r}")
+    return GridError(path, f"{dotted(path) or 'the file'} {text}, got {_short(error['input'])}")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def validated(model: type[_M], data: Any) -> _M:
@@ -185,6 +189,13 @@ def _seeds(value: Any) -> list[int]:
     raise _value_error("must be a positive count or a list of distinct integers")
 
 
+def _plain_name(value: Any) -> str:
+    """A grid's name names its records' folder: letters, digits, '_' and '-', nothing else."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise _value_error("must be a plain name (letters, digits, '_' and '-')")
+    return value
+
+
 def _preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
@@ -195,7 +206,7 @@ Number = Annotated[float, _number()]
 NonNegative = Annotated[float, _number(ge=0)]
 Positive = Annotated[float, _number(gt=0)]
 Fraction = Annotated[float, _number(ge=0, lt=1)]
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
+Name = Annotated[str, PlainValidator(_plain_name)]
 MethodName = Annotated[str, _choice("method", METHODS.names)]
 DatasetName = Annotated[str, _choice("dataset", DATASETS.names)]
 NetworkName = Annotated[str, _choice("network", NETWORKS.names)]
