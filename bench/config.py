@@ -4,13 +4,13 @@ A grid is one small YAML file, expanded here into :class:`RunSpec` cells (method
 parameter variations x datasets x noise settings x seeds). A run's ``run_id`` is a hash of its
 resolved configuration, so the same cell always maps to the same record.
 
-Grid file::
+Grid file (keys, types and checks: :mod:`bench.schema` and ``docs/grid-files.md``)::
 
     name: demo                                # default: the file's stem
     reference: {paper: jocor, table: "Table 2", protocol: last10}
     datasets: [digits]                        # or `dataset: digits`
     network: mlp                              # or a mapping dataset -> network
-    train: {epochs: 20, batch_size: 64, optimizer: adam, lr: 0.001}
+    train: {preset: jocor, decay_start: 100}  # a protocol preset (bench/grids/presets), then keys
     methods:
       standard: {}
       jocor: {select_on: [joint, ce]}         # a list expands (wrap a literal list: [[1, 2]])
@@ -26,6 +26,9 @@ Grid file::
       - when: {method: jocor, noise_rate: 0.8}
         method_params: {co_lambda: 0.65}
         train: {lr: 0.0005}
+
+Reading (:mod:`bench.yaml_loader`), validation (:mod:`bench.schema`) and the expansion here
+each stop at the first mistake with one ConfigError ``<file>:<line>: <message>``.
 
 The noise seeds of a cell: ``noise_seed: seed`` (the default) gives each training seed its own
 draw; an integer pins one draw for all seeds; ``noise_seeds: [...]`` crosses several draws with
