@@ -56,7 +56,7 @@ from typing import Any, Iterable, Iterator
 from bench.errors import ConfigError, UnknownNameError
 from bench.noise import check_draw, resolve_draw
 from bench.registry import METHODS
-from bench.schema import GridError, GridFile, NoiseEntry, parse_grid
+from bench.schema import GridError, GridFile, NoiseEntry, check_network_options, parse_grid
 from bench.yaml_loader import NO_LINES, Lines, read_yaml
 
 _LATER_DEFAULTS = {"precision": "fp32", "clean_val_fraction": 0.0}
@@ -405,6 +405,8 @@ def _run_spec(cell: _Cell, name: str, train: dict, params: dict, reference: dict
     setting = cell.noise
     try:
         train_cfg = TrainConfig.from_dict(train)
+        check_network_options(cell.network, train_cfg.network_options,
+                              ("train", "network_options"))
         resolved = resolve_method_params(cell.method, params, dataset=cell.dataset,
                                          noise_type=setting.noise_type, noise_rate=setting.rate)
         # a method whose parameters depend on the schedule checks them

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import re
 import typing
 from pathlib import Path
@@ -155,10 +156,12 @@ def _number(*, gt: float | None = None, ge: float | None = None,
     def check(value: Any) -> int | float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _value_error("must be a number")
-        for bound, ok, sign in ((gt, lambda b: value > b, ">"), (ge, lambda b: value >= b, ">="),
-                                (lt, lambda b: value < b, "<")):
-            if bound is not None and not ok(bound):
-                raise _value_error(f"must be {sign} {bound}")
+        if gt is not None and not value > gt:
+            raise _value_error(f"must be > {gt}")
+        if ge is not None and not value >= ge:
+            raise _value_error(f"must be >= {ge}")
+        if lt is not None and not value < lt:
+            raise _value_error(f"must be < {lt}")
         return value
     return PlainValidator(check)
 
@@ -457,6 +460,28 @@ def _check_param_value(method: str, key: str, value: Any, loc: tuple, *, expands
         if text is not None:
             owner = "" if loc[:1] == ("methods",) else f" (a parameter of {method})"
             raise _own("param", f"{dotted(loc)} {text}{owner}, got {item!r}", at=loc)
+
+
+# ---- network options -------------------------------------------------------------------------
+
+_BUILD_ARGS = ("in_channels", "num_classes", "image_size")   # given by the engine, not the grid
+
+
+def check_network_options(network: str, options: dict[str, Any], loc: tuple) -> None:
+    """``train.network_options`` are keyword options of the network's factory, of its types."""
+    factory = NETWORKS.get(network)
+    hints = typing.get_type_hints(factory)
+    known = {name: hints.get(name, Any) for name in inspect.signature(factory).parameters
+             if name not in _BUILD_ARGS}
+    for key, value in options.items():
+        if key not in known:
+            names = sorted(known)
+            raise GridError(loc + (key,), f"network {network!r} has no option {key!r}"
+                            f"{did_you_mean(key, names) or ';'} known: {', '.join(names) or 'none'}")
+        text = param_type_error(known[key], value)
+        if text is not None:
+            raise GridError(loc + (key,), f"{dotted(loc + (key,))} {text} (an option of "
+                            f"{network}), got {_short(value)}")
 
 
 # ---- loading ---------------------------------------------------------------------------------
