@@ -199,6 +199,13 @@ def _plain_name(value: Any) -> str:
     return value
 
 
+def _paper_names() -> list[str]:
+    """The papers the suite has numbers or run counts for (``bench.papers``)."""
+    from bench.papers import DEFAULT_N_RUNS   # pandas, only when a grid names a paper
+
+    return sorted(DEFAULT_N_RUNS)
+
+
 def _preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
@@ -215,6 +222,7 @@ DatasetName = Annotated[str, _choice("dataset", DATASETS.names)]
 NetworkName = Annotated[str, _choice("network", NETWORKS.names)]
 NoiseType = Annotated[str, _choice("noise type", NOISE_MODELS.names)]
 Protocol = Annotated[str, _choice("protocol", lambda: PROTOCOLS)]
+PaperName = Annotated[str, _choice("paper", _paper_names)]
 PresetName = Annotated[str, _choice("preset", _preset_names)]
 NoiseSeeds = Annotated[tuple, PlainValidator(_noise_seeds)]
 Seeds = Annotated[list, PlainValidator(_seeds)]
@@ -261,7 +269,7 @@ class Reference(Strict):
     """What a grid reproduces: the paper, its table, and the accuracy the paper reports."""
 
     where: ClassVar[str] = " in reference"
-    paper: str | None = None
+    paper: PaperName | None = None
     table: str | None = None
     protocol: Protocol = "last10"
 

@@ -117,6 +117,7 @@ BAD = [
     ("protocol: last10", "protocl: best",
      "unknown key 'protocl' in reference; did you mean 'protocol'?"),
     ("protocol: last10", "protocol: bset", "unknown protocol 'bset'; did you mean 'best'?"),
+    ("paper: jocor", "paper: jocr", "unknown paper 'jocr'; did you mean 'jocor'?"),
     ("when: {method: coteaching}", "when: {metod: coteaching}",
      "unknown key 'metod' in an override's when; did you mean 'method'?"),
     ("when: {method: coteaching}", "when: {method: jocor}",
