@@ -60,14 +60,6 @@ class Lines:
                 return line
         return None
 
-    def path(self, loc: Sequence[Any]) -> tuple:
-        """The longest prefix of ``loc`` that names a place in the document."""
-        loc = tuple(loc)
-        for end in range(len(loc), 0, -1):
-            if loc[:end] in self.by_location:
-                return loc[:end]
-        return ()
-
 
 NO_LINES = Lines({})
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from bench import schema
-from bench.config import TrainConfig, load_grid
+from bench.config import TrainConfig, expand_grid, load_grid
 from bench.errors import ConfigError
 from bench.yaml_loader import read_yaml
 
@@ -154,6 +154,25 @@ def test_bad_line_is_one_error_at_its_line(tmp_path, old, new, message) -> None:
     error = load_error(path)
     assert error.startswith(f"{path}:{line}: "), error
     assert message in error, error
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"train": [1, 2]}, "train must be a mapping, got [1, 2]"),
+    ({"methods": {}}, "methods must not be empty"),
+    ({"overrides": {"when": {}}}, "overrides must be a list"),
+    ({"noise": []}, "noise must not be empty"),
+    ({"seeds": True}, "seeds must be a positive count"),
+    ({"datasets": "mnist"}, "datasets must be a list, got 'mnist'"),
+    ({"overrides": [{"when": {"noise_rate": "high"}}]},
+     "overrides[0].when.noise_rate must be a number, got 'high'"),
+    ({"methods": {"jocor": {"co_lambda": [0.1, True]}}},
+     "methods.jocor.co_lambda must be a number, got True"),
+])
+def test_wrong_shapes_of_a_parsed_grid(change, message) -> None:
+    raw = {"name": "g", "methods": {"standard": {}}, "noise": [{"type": "none"}], **change}
+    with pytest.raises(ConfigError) as info:
+        expand_grid(raw)
+    assert str(info.value).startswith(f"<grid>: {message}"), info.value
 
 
 def test_not_utf8(tmp_path) -> None:
