@@ -56,7 +56,8 @@ from typing import Any, Iterable, Iterator
 from bench.errors import ConfigError, UnknownNameError
 from bench.noise import check_draw, resolve_draw
 from bench.registry import METHODS
-from bench.schema import GridError, GridFile, NoiseEntry, check_network_options, parse_grid
+from bench.schema import (AUGMENTS, OPTIMIZERS, PRECISIONS, SCHEDULES, GridError, GridFile,
+                          NoiseEntry, check_network_options, parse_grid)
 from bench.yaml_loader import NO_LINES, Lines, read_yaml
 
 _LATER_DEFAULTS = {"precision": "fp32", "clean_val_fraction": 0.0}
@@ -103,20 +104,20 @@ class TrainConfig:
     clean_val_fraction: float = 0.0        # clean training images held out per class (RSL 0.1)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "sgd", "adagrad"):
+        if self.optimizer not in OPTIMIZERS:
             raise ConfigError("train.optimizer must be adam, sgd or adagrad, "
                               f"got {self.optimizer!r}")
-        if self.schedule not in ("constant", "coteaching", "multistep"):
+        if self.schedule not in SCHEDULES:
             raise ConfigError("train.schedule must be constant, coteaching or multistep, "
                               f"got {self.schedule!r}")
-        if self.augment not in ("none", "crop_flip"):
+        if self.augment not in AUGMENTS:
             raise ConfigError(f"train.augment must be none or crop_flip, got {self.augment!r}")
         if self.epochs < 1 or not 0 <= self.start_epoch < self.epochs:
             raise ConfigError(f"train.epochs must be >= 1 and 0 <= start_epoch < epochs, got "
                               f"epochs={self.epochs}, start_epoch={self.start_epoch}")
         if self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("train.batch_size must be >= 1 and train.lr > 0")
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be fp32 or bf16, got {self.precision!r}")
         if not 0.0 <= self.clean_val_fraction < 1.0:
             raise ConfigError("train.clean_val_fraction must be in [0, 1), got "

@@ -37,6 +37,10 @@ from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_MODELS
 from bench.yaml_loader import read_yaml
 
 PRESETS_DIR = Path(__file__).with_name("grids") / "presets"
+OPTIMIZERS = ("adam", "sgd", "adagrad")
+SCHEDULES = ("constant", "coteaching", "multistep")
+AUGMENTS = ("none", "crop_flip")
+PRECISIONS = ("fp32", "bf16")
 _M = typing.TypeVar("_M", bound=BaseModel)
 
 
@@ -281,12 +285,11 @@ class TrainSettings(Strict):
     epochs: PositiveInt = _unset()
     start_epoch: NonNegativeInt = _unset()
     batch_size: PositiveInt = _unset()
-    optimizer: Annotated[str, _choice("optimizer", lambda: ("adam", "sgd", "adagrad"))] = _unset()
+    optimizer: Annotated[str, _choice("optimizer", lambda: OPTIMIZERS)] = _unset()
     lr: Positive = _unset()
     momentum: NonNegative = _unset()
     weight_decay: NonNegative = _unset()
-    schedule: Annotated[str, _choice("schedule",
-                                     lambda: ("constant", "coteaching", "multistep"))] = _unset()
+    schedule: Annotated[str, _choice("schedule", lambda: SCHEDULES)] = _unset()
     decay_start: NonNegativeInt = _unset()
     milestones: list[NonNegativeInt] = _unset()
     gamma: Positive = _unset()
@@ -294,10 +297,10 @@ class TrainSettings(Strict):
     drop_last: bool = _unset()
     test_drop_last: bool = _unset()
     test_batch_size: PositiveInt = _unset()
-    augment: Annotated[str, _choice("augment", lambda: ("none", "crop_flip"))] = _unset()
+    augment: Annotated[str, _choice("augment", lambda: AUGMENTS)] = _unset()
     normalize: bool = _unset()
     network_options: dict[str, Any] = _unset()
-    precision: Annotated[str, _choice("precision", lambda: ("fp32", "bf16"))] = _unset()
+    precision: Annotated[str, _choice("precision", lambda: PRECISIONS)] = _unset()
     clean_val_fraction: Fraction = _unset()
 
     def given(self) -> dict[str, Any]:
