@@ -4,13 +4,13 @@ A grid is one small YAML file, expanded here into :class:`RunSpec` cells (method
 parameter variations x datasets x noise settings x seeds). A run's ``run_id`` is a hash of its
 resolved configuration, so the same cell always maps to the same record.
 
-Grid file::
+Grid file (keys, types and checks: :mod:`bench.schema` and ``docs/grid-files.md``)::
 
     name: demo                                # default: the file's stem
     reference: {paper: jocor, table: "Table 2", protocol: last10}
     datasets: [digits]                        # or `dataset: digits`
     network: mlp                              # or a mapping dataset -> network
-    train: {epochs: 20, batch_size: 64, optimizer: adam, lr: 0.001}
+    train: {preset: jocor, decay_start: 100}  # a protocol preset (bench/grids/presets), then keys
     methods:
       standard: {}
       jocor: {select_on: [joint, ce]}         # a list expands (wrap a literal list: [[1, 2]])
@@ -26,6 +26,9 @@ Grid file::
       - when: {method: jocor, noise_rate: 0.8}
         method_params: {co_lambda: 0.65}
         train: {lr: 0.0005}
+
+Reading (:mod:`bench.yaml_loader`), validation (:mod:`bench.schema`) and the expansion here
+each stop at the first mistake with one ConfigError ``<file>:<line>: <message>``.
 
 The noise seeds of a cell: ``noise_seed: seed`` (the default) gives each training seed its own
 draw; an integer pins one draw for all seeds; ``noise_seeds: [...]`` crosses several draws with
@@ -48,14 +51,14 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
-
-import yaml
+from typing import Any, Iterable, Iterator
 
 from bench.errors import ConfigError, UnknownNameError
 from bench.noise import check_draw, resolve_draw
-from bench.protocols import PROTOCOLS
-from bench.registry import DATASETS, METHODS, NETWORKS, NOISE_MODELS
+from bench.registry import METHODS
+from bench.schema import (AUGMENTS, OPTIMIZERS, PRECISIONS, SCHEDULES, GridError, GridFile,
+                          NoiseEntry, check_network_options, parse_grid)
+from bench.yaml_loader import NO_LINES, Lines, read_yaml
 
 _LATER_DEFAULTS = {"precision": "fp32", "clean_val_fraction": 0.0}
 
@@ -101,20 +104,20 @@ class TrainConfig:
     clean_val_fraction: float = 0.0        # clean training images held out per class (RSL 0.1)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "sgd", "adagrad"):
+        if self.optimizer not in OPTIMIZERS:
             raise ConfigError("train.optimizer must be adam, sgd or adagrad, "
                               f"got {self.optimizer!r}")
-        if self.schedule not in ("constant", "coteaching", "multistep"):
+        if self.schedule not in SCHEDULES:
             raise ConfigError("train.schedule must be constant, coteaching or multistep, "
                               f"got {self.schedule!r}")
-        if self.augment not in ("none", "crop_flip"):
+        if self.augment not in AUGMENTS:
             raise ConfigError(f"train.augment must be none or crop_flip, got {self.augment!r}")
         if self.epochs < 1 or not 0 <= self.start_epoch < self.epochs:
             raise ConfigError(f"train.epochs must be >= 1 and 0 <= start_epoch < epochs, got "
                               f"epochs={self.epochs}, start_epoch={self.start_epoch}")
         if self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("train.batch_size must be >= 1 and train.lr > 0")
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be fp32 or bf16, got {self.precision!r}")
         if not 0.0 <= self.clean_val_fraction < 1.0:
             raise ConfigError("train.clean_val_fraction must be in [0, 1), got "
@@ -280,30 +283,6 @@ def resolve_method_params(method: str, params: dict, *, dataset: str, noise_type
 
 # ---- grid files ------------------------------------------------------------------------------
 
-class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers the line of every mapping key (for error messages)."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False):
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-    lines = {}
-    for key_node, _ in node.value:
-        lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1
-    return _Mapping(mapping, lines)
-
-
-class _Mapping(dict):
-    def __init__(self, data: dict, lines: dict) -> None:
-        super().__init__(data)
-        self.lines = lines
-
-    def line(self, key: str) -> int | None:
-        return getattr(self, "lines", {}).get(key)
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 @dataclass(frozen=True)
 class Grid:
     name: str
@@ -319,126 +298,27 @@ def load_grid(path: str | Path, *, name: str | None = None) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"grid file {path} not found")
-    text = path.read_text()
+    raw, lines = read_yaml(path)
+    return expand_grid(raw, name=name, source=str(path), lines=lines)
+
+
+def expand_grid(raw: Any, *, name: str | None = None, source: str = "<grid>",
+                lines: Lines = NO_LINES) -> Grid:
+    """Validate a parsed grid (:mod:`bench.schema`) and expand it into run specs.
+
+    ``name`` (default: the grid's ``name``, else the stem of ``source``) names the grid of
+    every run. A fault is a one-line ConfigError ``<source>:<line>: <message>``, the line
+    taken from ``lines`` (those of :func:`bench.yaml_loader.read_yaml`) where it is known.
+    """
     try:
-        raw = yaml.load(text, Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a grid file must be a mapping of keys such as methods, "
-                          "datasets, noise, seeds")
-    return expand_grid(raw, name=name or raw.get("name") or path.stem, source=str(path))
-
-
-_TOP_KEYS = {"name", "description", "reference", "dataset", "datasets", "network", "train",
-             "methods", "noise", "noise_seed", "noise_seeds", "noise_draw", "seeds", "overrides"}
-
-
-def expand_grid(raw: dict, *, name: str, source: str = "<grid>") -> Grid:
-    """Expand a parsed grid mapping into run specs."""
-
-    def fail(msg: str, key: str | None = None, mapping: Any = raw) -> ConfigError:
-        line = mapping.line(key) if isinstance(mapping, _Mapping) and key else None
-        return ConfigError(f"{source}{f':{line}' if line else ''}: {msg}")
-
-    unknown = sorted(set(raw) - _TOP_KEYS)
-    if unknown:
-        raise fail(f"unknown key {unknown[0]!r}; known: {', '.join(sorted(_TOP_KEYS))}",
-                   unknown[0])
-    for required in ("methods", "noise"):
-        if required not in raw:
-            raise fail(f"missing key {required!r}")
-
-    datasets = _as_list(raw.get("datasets", raw.get("dataset", "digits")))
-    for d in datasets:
-        if d not in DATASETS:
-            raise fail(f"unknown dataset {d!r}; known: {', '.join(DATASETS.names())}",
-                       "datasets" if "datasets" in raw else "dataset")
-
-    networks = raw.get("network", "mlp")
-    for d in datasets:
-        net = networks.get(d) if isinstance(networks, dict) else networks
-        if net is None or net not in NETWORKS:
-            raise fail(f"unknown network {net!r} for dataset {d!r}; known: "
-                       f"{', '.join(NETWORKS.names())}", "network")
-
-    reference = dict(raw.get("reference") or {})
-    protocol = reference.setdefault("protocol", "last10")
-    if protocol not in PROTOCOLS:
-        raise fail(f"reference.protocol must be one of {', '.join(PROTOCOLS)}", "reference")
-    reference.setdefault("paper", None)
-    reference.setdefault("table", None)
-
-    seeds = raw.get("seeds", [0])
-    seeds = list(range(1, int(seeds) + 1)) if isinstance(seeds, int) else _as_list(seeds)
-    if not seeds or not all(isinstance(s, int) for s in seeds):
-        raise fail("seeds must be a positive count or a list of integers", "seeds")
-    if "noise_seed" in raw and "noise_seeds" in raw:
-        raise fail("give noise_seed or noise_seeds, not both", "noise_seeds")
-    key = "noise_seeds" if "noise_seeds" in raw else "noise_seed"
-    noise_seeds = _check_noise_seeds(raw.get(key, "seed"), fail, key, raw)
-
-    noise_settings = _expand_noise(raw["noise"], fail, datasets=datasets, noise_seeds=noise_seeds,
-                                   draw=raw.get("noise_draw", "suite"))
-    several_draws = len({s.draw for s in noise_settings}) > 1
-    methods = raw["methods"]
-    if not isinstance(methods, dict) or not methods:
-        raise fail("methods must be a mapping of method name -> parameters", "methods")
-    for m in methods:
-        if m not in METHODS:
-            raise fail(f"unknown method {m!r}; known: {', '.join(METHODS.names())}", m, methods)
-
-    overrides = raw.get("overrides") or []
-    if not isinstance(overrides, list):
-        raise fail("overrides must be a list of {when, method_params, train}", "overrides")
-
-    base_train = dict(raw.get("train") or {})
-    runs: list[RunSpec] = []
-    for method, params in methods.items():
-        for variation, label in _expand_params(method, params or {}, fail, methods):
-            for dataset in datasets:
-                network = networks.get(dataset) if isinstance(networks, dict) else networks
-                for setting in noise_settings:
-                    noise_type, rate, variant = setting.noise_type, setting.rate, setting.variant
-                    run_label = _draw_label(label, setting.draw) if several_draws else label
-                    for seed, noise_seed in itertools.product(seeds, setting.noise_seeds):
-                        cell = dict(method=method, dataset=dataset, noise_type=noise_type,
-                                    noise_rate=rate, noise_variant=variant, seed=seed,
-                                    label=run_label, noise_draw=setting.draw)
-                        train = dict(base_train)
-                        mparams = dict(variation)
-                        for ov in overrides:
-                            if _matches(ov.get("when") or {}, cell):
-                                mparams.update(ov.get("method_params") or {})
-                                train.update(ov.get("train") or {})
-                        try:
-                            train_cfg = TrainConfig.from_dict(train)
-                            resolved = resolve_method_params(
-                                method, mparams, dataset=dataset, noise_type=noise_type,
-                                noise_rate=rate)
-                            # a method whose parameters depend on the schedule checks them
-                            check = getattr(METHODS.get(method), "check_train", None)
-                            if check is not None:
-                                check(resolved, train_cfg)
-                        except ConfigError as exc:
-                            raise fail(str(exc), method, methods) from None
-                        runs.append(RunSpec(
-                            grid=name, label=run_label, method=method, method_params=resolved,
-                            dataset=dataset, network=network, noise_type=noise_type,
-                            noise_rate=rate, noise_variant=variant,
-                            noise_seed=seed if noise_seed == "seed" else noise_seed,
-                            seed=seed, train=train_cfg, reference=reference,
-                            noise_draw=setting.draw))
-    ids = [r.run_id for r in runs]
-    if len(set(ids)) != len(ids):
-        raise fail("two cells of the grid resolve to the same configuration")
-    return Grid(name=name, path=Path(source) if source != "<grid>" else None, runs=tuple(runs))
-
-
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+        grid = parse_grid(raw)
+        grid_name = name or grid.name or Path(source).stem
+        runs = _expand(grid, grid_name)
+    except GridError as exc:
+        line = lines.of(exc.loc)
+        raise ConfigError(f"{source}{f':{line}' if line else ''}: {exc.message}") from None
+    return Grid(name=grid_name, path=Path(source) if source != "<grid>" else None,
+                runs=tuple(runs))
 
 
 @dataclass(frozen=True)
@@ -450,16 +330,106 @@ class _NoiseSetting:
     noise_seeds: tuple                    # ints, or ("seed",): each run's own seed
 
 
-def _check_noise_seeds(value: Any, fail, key: str, mapping: Any) -> tuple:
-    """("seed",), or the non-negative integer noise seeds of a noise_seed(s) value."""
-    if value == "seed":
-        return ("seed",)
-    values = _as_list(value)
-    if (not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                              for v in values) or len(set(values)) != len(values)):
-        raise fail(f"{key} must be the word 'seed', a non-negative integer or a list of "
-                   "distinct ones", key, mapping)
-    return tuple(values)
+@dataclass(frozen=True)
+class _Cell:
+    """One run of the product, before its overrides and method defaults are applied."""
+
+    method: str
+    variation: dict
+    label: str
+    dataset: str
+    network: str
+    noise: _NoiseSetting
+    seed: int
+    noise_seed: int
+
+    def fields(self) -> dict[str, Any]:
+        """The values an override's ``when`` is matched against."""
+        return {"method": self.method, "label": self.label, "dataset": self.dataset,
+                "noise_type": self.noise.noise_type, "noise_rate": self.noise.rate,
+                "noise_variant": self.noise.variant, "noise_draw": self.noise.draw,
+                "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class _Override:
+    when: dict[str, list]
+    method_params: dict[str, Any]
+    train: dict[str, Any]
+
+
+def _expand(grid: GridFile, name: str) -> list[RunSpec]:
+    """The runs of a validated grid, in the order methods, variations, datasets, noise, seeds."""
+    overrides = [_Override(o.when.conditions(), o.method_params, o.train.resolved())
+                 for o in grid.overrides]
+    base_train = grid.train.resolved()
+    reference = grid.reference.model_dump()
+    runs, used = [], set()
+    for cell in _cells(grid):
+        train, params, matched = _apply_overrides(cell, base_train, overrides)
+        used |= matched
+        runs.append(_run_spec(cell, name, train, params, reference))
+    _check_overrides_used(overrides, used)
+    if len({r.run_id for r in runs}) != len(runs):
+        raise GridError((), "two cells of the grid resolve to the same configuration")
+    return runs
+
+
+def _cells(grid: GridFile) -> Iterator[_Cell]:
+    settings = _noise_settings(grid)
+    several_draws = len({s.draw for s in settings}) > 1
+    for method, params in grid.methods.items():
+        for variation, label in _expand_params(method, params or {}):
+            for dataset, setting in itertools.product(grid.dataset_names, settings):
+                run_label = _draw_label(label, setting.draw) if several_draws else label
+                for seed, noise_seed in itertools.product(grid.seeds, setting.noise_seeds):
+                    yield _Cell(method=method, variation=variation, label=run_label,
+                                dataset=dataset, network=grid.network_of(dataset),
+                                noise=setting, seed=seed,
+                                noise_seed=seed if noise_seed == "seed" else noise_seed)
+
+
+def _apply_overrides(cell: _Cell, base_train: dict, overrides: list[_Override]
+                     ) -> tuple[dict, dict, set[int]]:
+    """The train keys and method parameters of a cell after the overrides that match it."""
+    train, params, matched = dict(base_train), dict(cell.variation), set()
+    fields = cell.fields()
+    for i, override in enumerate(overrides):
+        if _matches(override.when, fields):
+            params.update(override.method_params)
+            train.update(override.train)
+            matched.add(i)
+    return train, params, matched
+
+
+def _run_spec(cell: _Cell, name: str, train: dict, params: dict, reference: dict) -> RunSpec:
+    setting = cell.noise
+    try:
+        train_cfg = TrainConfig.from_dict(train)
+        check_network_options(cell.network, train_cfg.network_options,
+                              ("train", "network_options"))
+        resolved = resolve_method_params(cell.method, params, dataset=cell.dataset,
+                                         noise_type=setting.noise_type, noise_rate=setting.rate)
+        # a method whose parameters depend on the schedule checks them
+        check = getattr(METHODS.get(cell.method), "check_train", None)
+        if check is not None:
+            check(resolved, train_cfg)
+    except ConfigError as exc:
+        raise GridError(("methods", cell.method), str(exc)) from None
+    return RunSpec(grid=name, label=cell.label, method=cell.method, method_params=resolved,
+                   dataset=cell.dataset, network=cell.network, noise_type=setting.noise_type,
+                   noise_rate=setting.rate, noise_variant=setting.variant,
+                   noise_seed=cell.noise_seed, seed=cell.seed, train=train_cfg,
+                   reference=reference, noise_draw=setting.draw)
+
+
+def _check_overrides_used(overrides: list[_Override], used: set[int]) -> None:
+    """An override that matches no run is a mistake in its ``when`` (a value of no cell)."""
+    for i, override in enumerate(overrides):
+        if i not in used:
+            raise GridError(("overrides", i),
+                            f"overrides[{i}] matches no run of the grid (when: "
+                            f"{json.dumps(override.when)})")
 
 
 def _draw_label(label: str, draw: str) -> str:
@@ -468,63 +438,59 @@ def _draw_label(label: str, draw: str) -> str:
     return f"{label[:-1]},draw={draw})" if label.endswith(")") else f"{label}(draw={draw})"
 
 
-def _expand_noise(entries: Any, fail, *, datasets: list[str], noise_seeds: tuple,
-                  draw: str) -> list[_NoiseSetting]:
-    if isinstance(entries, dict):
-        entries = [entries]
-    if not isinstance(entries, list) or not entries:
-        raise fail("noise must be a list of {type, rate} or {type, variant}", "noise")
+def _noise_settings(grid: GridFile) -> list[_NoiseSetting]:
     settings = []
-    for entry in entries:
-        if not isinstance(entry, dict) or "type" not in entry:
-            raise fail("each noise entry needs a 'type'", "noise")
-        ntype = entry["type"]
-        if ntype not in NOISE_MODELS:
-            raise fail(f"unknown noise type {ntype!r}; known: {', '.join(NOISE_MODELS.names())}",
-                       "type", entry)
-        extra = sorted(set(entry) - {"type", "rate", "variant", "draw", "noise_seed"})
-        if extra:
-            raise fail(f"unknown noise key {extra[0]!r}", extra[0], entry)
-        entry_seeds = (_check_noise_seeds(entry["noise_seed"], fail, "noise_seed", entry)
-                       if "noise_seed" in entry else noise_seeds)
-        entry_draw = _entry_draw(entry, ntype, datasets, fail, default=draw)
-        for rate, variant in _rates_and_variants(entry, ntype, fail):
-            settings.append(_NoiseSetting(ntype, rate, variant, entry_draw, entry_seeds))
+    for i, entry in enumerate(grid.noise):
+        seeds = entry.noise_seed or grid.noise_seed_values
+        draw = _entry_draw(grid, i)
+        for rate, variant in _rates_and_variants(entry, i):
+            settings.append(_NoiseSetting(entry.type, rate, variant, draw, seeds))
     return settings
 
 
-def _entry_draw(entry: dict, ntype: str, datasets: list[str], fail, *, default: str) -> str:
-    key = "draw" if "draw" in entry else None
+def _entry_draw(grid: GridFile, i: int) -> str:
+    """The registered draw of noise entry ``i`` (its own ``draw``, else the grid's)."""
+    entry = grid.noise[i]
+    loc = ("noise", i, "draw") if entry.draw is not None else ("noise_draw",)
     try:
-        draw = resolve_draw(str(entry.get("draw", default)), ntype)
-        for dataset in datasets:
-            check_draw(draw, ntype, dataset)
+        draw = resolve_draw(entry.draw or grid.noise_draw, entry.type)
+        for dataset in grid.dataset_names:
+            check_draw(draw, entry.type, dataset)
     except (ConfigError, UnknownNameError) as exc:
-        raise fail(str(exc), key, entry) from None
+        raise GridError(loc, str(exc)) from None
     return draw
 
 
-def _rates_and_variants(entry: dict, ntype: str, fail) -> Iterable[tuple]:
-    rates = _as_list(entry.get("rate")) if entry.get("rate") is not None else [None]
-    variants = _as_list(entry.get("variant")) if entry.get("variant") is not None else [None]
-    for rate in rates:
-        if ntype not in ("human", "none"):
-            if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
-                raise fail(f"noise rate {rate!r} of {ntype} must be a number in [0, 1)",
-                           "rate", entry)
-            rate = float(rate)
-        elif rate is not None:
-            raise fail(f"noise type {ntype} takes no rate", "rate", entry)
+def _rates_and_variants(entry: NoiseEntry, i: int) -> Iterator[tuple[float | None, str | None]]:
+    """(rate, variant) of each setting of a noise entry; a rate or variant its type refuses."""
+    ntype, loc = entry.type, ("noise", i)
+    if ntype == "human" and entry.variant is None:
+        raise GridError(loc + ("type",), "human noise needs a 'variant' (the label set, e.g. aggre)")
+    if ntype != "human" and entry.variant is not None:
+        raise GridError(loc + ("variant",), f"noise type {ntype} takes no variant")
+    variants: list[str | None] = list(entry.variant) if entry.variant else [None]
+    for rate in _rates(entry, loc):
         for variant in variants:
-            if ntype == "human" and variant is None:
-                raise fail("human noise needs a 'variant' (the label set, e.g. aggre)",
-                           "type", entry)
             yield rate, variant
 
 
-def _expand_params(method: str, params: Any, fail, methods) -> Iterable[tuple[dict, str]]:
-    if not isinstance(params, dict):
-        raise fail(f"parameters of {method!r} must be a mapping", method, methods)
+def _rates(entry: NoiseEntry, loc: tuple) -> list[float | None]:
+    ntype = entry.type
+    if ntype in ("human", "none"):
+        if entry.rate is not None:
+            raise GridError(loc + ("rate",), f"noise type {ntype} takes no rate")
+        return [None]
+    if entry.rate is None:
+        raise GridError(loc + ("rate",), f"noise type {ntype} needs a rate in [0, 1)")
+    for rate in entry.rate:
+        if not 0.0 <= rate < 1.0:
+            raise GridError(loc + ("rate",),
+                            f"noise rate {rate!r} of {ntype} must be a number in [0, 1)")
+    return [float(rate) for rate in entry.rate]
+
+
+def _expand_params(method: str, params: dict) -> Iterator[tuple[dict, str]]:
+    """Each combination of the listed values (a list expands), with its label."""
     keys = list(params)
     value_lists = [params[k] if isinstance(params[k], list) else [params[k]] for k in keys]
     varied = [k for k, vals in zip(keys, value_lists) if len(vals) > 1]
@@ -534,10 +500,9 @@ def _expand_params(method: str, params: Any, fail, methods) -> Iterable[tuple[di
         yield variation, f"{method}({tag})" if tag else method
 
 
-def _matches(when: dict, cell: dict) -> bool:
-    for key, expected in when.items():
-        value = cell.get(key)
-        options = expected if isinstance(expected, list) else [expected]
+def _matches(when: dict[str, list], fields: dict[str, Any]) -> bool:
+    for key, options in when.items():
+        value = fields[key]
         if key == "noise_rate":
             if value is None or not any(abs(value - float(o)) < 1e-9 for o in options):
                 return False
@@ -569,7 +534,7 @@ def filter_runs(runs: Iterable[RunSpec], filters: Iterable[str]) -> list[RunSpec
 
     missing = object()
 
-    def value(run: RunSpec, key: str):
+    def value_of(run: RunSpec, key: str) -> Any:
         if key == "run_id":
             return run.run_id
         if key in known:
@@ -578,7 +543,7 @@ def filter_runs(runs: Iterable[RunSpec], filters: Iterable[str]) -> list[RunSpec
 
     def ok(run: RunSpec) -> bool:
         for key, values in parsed:
-            actual = value(run, key)
+            actual = value_of(run, key)
             if actual is missing:           # a method parameter this run does not have
                 return False
             if isinstance(actual, bool):
