@@ -9,7 +9,10 @@ registry, trains, fuses and resumes from a checkpoint.
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -261,17 +264,22 @@ class SoftBootstrap(BatchMethod):
         ce = F.cross_entropy(z, labels, reduction="none")
         if not state:
             return BatchLoss(losses=(ce.mean(),))
-        p = F.softmax(z, dim=1)
-        entropy = -(p.detach() * F.log_softmax(z, dim=1)).sum(1)
+        log_p = F.log_softmax(z, dim=1)
+        entropy = -(log_p.detach().exp() * log_p).sum(1)
         loss = self.config.beta * ce + (1 - self.config.beta) * entropy
         return BatchLoss(losses=(loss.mean(),), selected=ce.detach() < entropy.detach())
 
 
 @pytest.fixture
-def soft_bootstrap(monkeypatch):
-    """``soft_bootstrap`` registered as a method for the test's duration."""
+def scratch_registry(monkeypatch) -> None:
+    """Methods registered during the test are forgotten after it."""
     METHODS.names()       # the built-in methods first
     monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
+
+
+@pytest.fixture
+def soft_bootstrap(scratch_registry) -> str:
+    """``soft_bootstrap`` registered as a method for the test's duration."""
     METHODS.register("soft_bootstrap")(SoftBootstrap)
     return "soft_bootstrap"
 
@@ -300,6 +308,18 @@ def test_a_method_written_as_a_loss_trains_fuses_and_resumes(soft_bootstrap, mak
     assert resumed["status"] == "ok", resumed["error"]
     for key in ("test_acc", "train_loss", "selected_count", "label_precision"):
         assert resumed["metrics"][key] == alone[0]["metrics"][key], key
+
+
+def test_the_readme_example_registers_a_fusable_method(scratch_registry, monkeypatch) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Adding a method", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("readme_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code, "README.md", "exec"), module.__dict__)
+    method_cls = METHODS.get("bootstrap")
+    assert issubclass(method_cls, BatchMethod) and method_cls.fusable
+    assert method_cls.Config().beta == 0.95
 
 
 def test_the_fused_loss_is_the_methods_loss_run_by_run(make_spec) -> None:
