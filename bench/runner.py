@@ -971,9 +971,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--no-wait", action="store_true",
                    help="at the end, do not wait for runs another runner is still training")
     p.add_argument("--fuse-seeds", action="store_true",
-                   help="train the seeds of each cell together as one fused model (methods "
-                        "standard, coteaching, decoupling and jocor, without augmentation; pays "
-                        "on a GPU, not on a CPU)")
+                   help="train the seeds of each cell together as one fused model (batch-loop "
+                        "methods: standard, mentornet, coteaching, coteaching_plus, decoupling, "
+                        "jocor; without augmentation; pays on a GPU, not on a CPU)")
     p.add_argument("--compile", action="store_true",
                    help="compile the networks with torch.compile (each run first spends "
                         "seconds to minutes compiling; pays on long GPU runs)")
