@@ -20,11 +20,11 @@ per run would need one parameter group per run; every run of a cell shares them)
 couples parameters globally (gradient-norm clipping, LARS) would not be per-run.
 
 Precision: the forward passes run under the runs' autocast (fp32 unless ``train.precision:
-bf16``, CUDA bf16 autocast), the losses in fp32, as unfused steps. Under ``torch.autocast`` vmap leaves
-convolutions and linear layers with batched weights in fp32, and its BatchNorm rule refuses
-bf16 inputs with fp32 running statistics; :meth:`FusedNetworks.forward` therefore casts the
-input and the conv/linear weights itself and runs BatchNorm in fp32, which is what an unfused
-AMP step computes.
+bf16``, CUDA bf16 autocast), the losses in fp32, as unfused steps. Under ``torch.autocast``
+vmap leaves convolutions and linear layers with batched weights in fp32, and its BatchNorm rule
+refuses bf16 inputs with fp32 running statistics; :meth:`FusedNetworks.forward` therefore casts
+the input and the conv/linear weights itself and runs BatchNorm in fp32, which is what an
+unfused AMP step computes.
 
 Randomness: dropout inside vmap draws independent masks per run (``randomness="different"``),
 but from one generator, so a fused run with dropout does not reproduce its unfused twin's masks;
