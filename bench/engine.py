@@ -138,6 +138,7 @@ class RunContext:
         cfg = self.train_cfg
         lr = cfg.lr if lr is None else lr
         # fused kernels: one update kernel for all parameters (CPU and CUDA), same arithmetic
+        opt: torch.optim.Optimizer
         if cfg.optimizer == "adam":
             opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, fused=True)
         elif cfg.optimizer == "adagrad":  # Keras 2.0 Adagrad: zero accumulator, epsilon 1e-8
@@ -209,6 +210,18 @@ class RunContext:
             idx = order[start:start + bs]
             self.visited[idx] = True
             yield self.fetch(idx, augment=augment), self.noisy_labels[idx], idx
+
+    @property
+    def train_images(self) -> Any:
+        """The training images: a uint8 tensor on the device, or a reader for on-disk data."""
+        return self._images
+
+    def normalization(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(C,) mean and std the batches are normalised with, or None without
+        ``train.normalize``."""
+        if not self.train_cfg.normalize:
+            return None
+        return self._mean.flatten(), self._std.flatten()
 
     def mark_all_visited(self) -> None:
         """For methods that rank every training sample (not only the batches they visit), so
@@ -467,8 +480,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         run's configuration or run_id; recorded as ``env.torch_compile``).
     """
     dev = pick_device(device)
-    record = _base_record(spec, dev)
-    record["env"]["torch_compile"] = bool(compile)
+    record = new_record(spec, dev, compile=compile)
     t0 = time.perf_counter()
     elapsed_before = 0.0
     ckpt_path = Path(checkpoint_dir) / f"{spec.run_id}.pt" if checkpoint_dir else None
@@ -478,11 +490,9 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
         data, noisy, info = prepare(spec, dev, data_root=data_root, verify=verify_data)
         nominal = info.pop("_nominal_matrix")
         record.update(info)
-        method_cls = METHODS.get(spec.method)
         ctx = RunContext(spec, data, noisy, dev, nominal_transition_matrix=nominal,
                          compile=compile)
-        method = method_cls(method_cls.Config(**_config_kwargs(method_cls, spec.method_params)),
-                            ctx)
+        method = build_method(spec, ctx)
         clean = torch.as_tensor(data.train_labels, device=dev)
         test_x = data.test_images.to(dev) if data.in_memory else data.test_images
         test_y = torch.as_tensor(data.test_labels, device=dev)
@@ -501,14 +511,8 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
             result = method.train_epoch(epoch)
             if not math.isfinite(result.train_loss):
                 raise NonFiniteLossError(f"training loss is {result.train_loss} at epoch {epoch}")
-            accs = evaluate(method, ctx, test_x, test_y)
-            _score_corrected_labels(method, result, clean)
-            _append_epoch(metrics, epoch, result, accs, reported_accuracy(method, accs), ctx,
-                          clean)
-            _append_selection_curve(metrics, method, result, ctx, clean)
-            if val is not None:   # the clean held-out set: every image scored
-                val_accs = evaluate(method, ctx, *val, drop_last=False)
-                metrics.setdefault("val_acc", []).append(reported_accuracy(method, val_accs))
+            accs = record_epoch(metrics, epoch, method, ctx, result, (test_x, test_y), clean,
+                                val=val)
             if on_epoch is not None:
                 on_epoch(epoch, {"test_acc": metrics["test_acc"][-1], **accs})
             last = epoch == spec.train.epochs - 1
@@ -520,12 +524,7 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
                     _save_checkpoint(ckpt_path, epoch + 1, method, ctx, metrics,
                                      elapsed_before + time.perf_counter() - t0, warnings)
                 return {}
-        selection.thin_per_class(metrics)
-        record.update(_final_metrics(metrics))
-        record.update(_clean_val_choice(method, metrics))
-        record["method_state"] = _jsonable_state(method.record_extras())
-        record["metrics"] = metrics
-        record["status"] = "ok"
+        finish_record(record, method, metrics)
         record["wall_seconds"] = elapsed_before + time.perf_counter() - t0
     except BenchError:
         raise
@@ -542,6 +541,45 @@ def run(spec: RunSpec, *, device: str | None = None, results_dir: str | Path | N
     if ckpt_path is not None and record["status"] == "ok":
         _remove_checkpoints(ckpt_path)
     return record
+
+
+def new_record(spec: RunSpec, dev: torch.device, *, compile: bool = False) -> dict:
+    """The record of a run about to start (``status: running``, no metrics yet)."""
+    record = _base_record(spec, dev)
+    record["env"]["torch_compile"] = bool(compile)
+    return record
+
+
+def build_method(spec: RunSpec, ctx: RunContext):
+    """The run's method object, its config built from the spec's method parameters."""
+    method_cls = METHODS.get(spec.method)
+    return method_cls(method_cls.Config(**_config_kwargs(method_cls, spec.method_params)), ctx)
+
+
+def record_epoch(metrics: dict, epoch: int, method, ctx: RunContext, result,
+                 test: tuple[Any, torch.Tensor], clean: torch.Tensor, *,
+                 val: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+    """Evaluate the epoch's networks and append the epoch to ``metrics``: test accuracies,
+    training loss, the selection scored against the clean labels, the selection curve and,
+    with a clean validation set ``val``, its accuracy. Returns the test accuracies."""
+    accs = evaluate(method, ctx, *test)
+    _score_corrected_labels(method, result, clean)
+    _append_epoch(metrics, epoch, result, accs, reported_accuracy(method, accs), ctx, clean)
+    _append_selection_curve(metrics, method, result, ctx, clean)
+    if val is not None:   # the clean held-out set: every image scored
+        val_accs = evaluate(method, ctx, *val, drop_last=False)
+        metrics.setdefault("val_acc", []).append(reported_accuracy(method, val_accs))
+    return accs
+
+
+def finish_record(record: dict, method, metrics: dict) -> None:
+    """Complete the record of a run that trained every epoch (``status: ok``)."""
+    selection.thin_per_class(metrics)
+    record.update(_final_metrics(metrics))
+    record.update(_clean_val_choice(method, metrics))
+    record["method_state"] = _jsonable_state(method.record_extras())
+    record["metrics"] = metrics
+    record["status"] = "ok"
 
 
 def _config_kwargs(method_cls, params: dict) -> dict:

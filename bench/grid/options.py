@@ -120,8 +120,9 @@ class RunnerOptions:
         help="at the end, do not wait for runs another runner is still training")
     fuse_seeds: bool = option(
         False, "--fuse-seeds",
-        help="train the seeds of each cell together as one fused model (methods standard, "
-             "coteaching, decoupling and jocor, without augmentation; pays on a GPU, not on a CPU)")
+        help="train the seeds of each cell together as one fused model (batch-loop methods: "
+             "standard, mentornet, coteaching, coteaching_plus, decoupling, jocor; without "
+             "augmentation; pays on a GPU, not on a CPU)")
     compile: bool = option(
         False, "--compile",
         help="compile the networks with torch.compile (each run first spends seconds to minutes "
