@@ -10,7 +10,8 @@ batch 128, synthetic uint8 images of the network's input shape) along three path
     ToTensor, fp32, per-step host sort);
 (b) ``engine``: the suite's step of one run (:class:`bench.engine.RunContext` and the method's
     own batch loss);
-(c) ``fused``: N runs trained as one model (:func:`bench.fused.coteaching_step`).
+(c) ``fused``: N runs trained as one model, the same loop over the batch loss vmapped
+    (:func:`bench.fused.vmap_loss`).
 
 Throughput counts the images of every network (network-images per second), so the three
 compare directly. The report gives the ratios (b)/(a) and (c)/(a), the training FLOPs per

@@ -28,12 +28,12 @@ def _header(result: dict) -> list[str]:
         "cross-entropy, each network keeps its 80% smallest losses and its peer is updated on "
         "them (backward, Adam); synthetic uint8 images",
         "- (a) official-style loop: DataLoader + per-sample ToTensor, fp32, per-step `.cpu()` + "
-        "`np.argsort`; (b) engine: device-resident data, `RunContext` batches, the method's "
-        "`coteaching_losses` (`torch.topk` on the device), no per-step sync"
+        "`np.argsort`; (b) engine: device-resident data, `RunContext` batches, the registered "
+        "method's own loop and batch loss (`torch.topk` on the device), no per-step sync"
         + (", bf16 autocast, channels_last" if cuda else
            " (fp32 on CPU: autocast and channels_last are CUDA-only)")
-        + "; (c) N runs fused with `bench.fused.coteaching_step` (vmap: grouped convolutions, "
-        "batched matmuls)",
+        + "; (c) N runs fused: the same loop over the batch loss vmapped (`bench.fused.vmap_loss`; "
+        "grouped convolutions, batched matmuls)",
         "- images/s counts the images of every network (2 x batch per step of a run, "
         "2 x N x batch per fused step); timed with `torch.utils.benchmark`", "",
     ]

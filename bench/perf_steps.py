@@ -8,11 +8,12 @@ Each builder returns ``step()``, one training step of both networks of one Co-te
     device every step, and ``loss.py``'s selection: each network's per-sample losses moved to
     the host and sorted with ``np.argsort`` (a host-device sync every step).
 (b) :func:`engine_step`: the suite's step of one run. Images resident on the device,
-    batches from :class:`bench.engine.RunContext`, its networks and optimisers, and the
-    method's own batch loss, :func:`methods.small_loss.coteaching_losses` (``torch.topk`` on
-    the device), as :class:`methods.coteaching.Coteaching` trains.
-(c) :func:`fused_step`: N runs trained as one model by :func:`bench.fused.coteaching_step`,
-    each run with its own batches, as ``bench run --fuse-seeds`` trains them.
+    batches from :class:`bench.engine.RunContext`, and the registered ``coteaching`` method's
+    own loop (:meth:`methods.base.BatchMethod.fit_epoch` over one batch, its batch loss with
+    ``torch.topk`` on the device), as a run trains.
+(c) :func:`fused_step`: N runs trained as one model, the same loop over the method's batch
+    loss vmapped (:func:`bench.fused.vmap_loss`), each run with its own batches, as
+    ``bench run --fuse-seeds`` trains them.
 
 :func:`time_steps` times a step with :mod:`torch.utils.benchmark`; :func:`device_name` names
 what it ran on.
@@ -43,10 +44,9 @@ Step = Callable[[], None]
 
 
 def num_remember(batch: int) -> int:
-    """Samples of a batch each network keeps (Co-teaching's ``num_remember``)."""
-    from methods.small_loss import num_remember as official
-
-    return official(FORGET_RATE, batch)
+    """Samples of a batch each network keeps: the official ``loss.py``'s
+    ``int((1 - forget_rate) * batch_size)``, for the reference loop."""
+    return int((1 - FORGET_RATE) * batch)
 
 
 # ---- synthetic data ---------------------------------------------------------------------------
@@ -142,33 +142,32 @@ def reference_step(network: str, shape: tuple[int, int, int], *, batch: int,
     return step
 
 
+def _coteaching(ctx: RunContext):
+    """The registered ``coteaching`` method of ``ctx`` at its full forget rate, and the epoch
+    whose step state has that rate (the schedule's last)."""
+    from bench.registry import METHODS
+
+    method_cls = METHODS.get("coteaching")
+    method = method_cls(method_cls.Config(forget_rate=FORGET_RATE, num_gradual=1), ctx)
+    return method, ctx.epochs - 1
+
+
 def engine_step(network: str, shape: tuple[int, int, int], *, batch: int, device: torch.device,
                 compile: bool = False, num_classes: int = 10, n: int) -> Step:
-    """(b): one run through :class:`RunContext` and the method's batch loss."""
-    from methods.small_loss import coteaching_losses
+    """(b): one run through :class:`RunContext` and the method's own loop and batch loss."""
+    from methods.base import EpochTally
 
     ctx = synthetic_context(network, shape, batch=batch, device=device,
                             num_classes=num_classes, n=n)
-    nets = [ctx.make_network().train() for _ in range(NETWORKS_PER_RUN)]
-    optimizers = [ctx.make_optimizer(net.parameters()) for net in nets]
+    method, epoch = _coteaching(ctx)
+    nets = [net.train() for net in method.ordered_networks()]
     models = [torch.compile(net) for net in nets] if compile else nets
     batches = _cycle(ctx.train_batches)
-    keep = num_remember(batch)
-    total = torch.zeros((), device=device)
+    tally = EpochTally(ctx.num_train, device, per_sample=method.per_sample_loss)
 
     def step() -> None:
-        nonlocal total
-        x, y, _ = next(batches)
-        with ctx.autocast():
-            logits1, logits2 = models[0](x), models[1](x)
-        loss1, loss2, _, _ = coteaching_losses(logits1.float(), logits2.float(), y,
-                                               num_remember=keep)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        (loss1 + loss2).backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        total += loss1.detach()
+        method.fit_epoch(epoch, [next(batches)], forward=lambda x: [m(x) for m in models],
+                         loss=method.batch_loss, optimizers=method.optimizers(), tally=tally)
 
     return step
 
@@ -177,28 +176,32 @@ def fused_step(network: str, shape: tuple[int, int, int], *, batch: int, runs: i
                device: torch.device, compile: bool = False, num_classes: int = 10,
                n: int) -> Step:
     """(c): ``runs`` Co-teaching runs fused, each with its own data order."""
-    from bench.fused import FusedNetworks, coteaching_step, fused_train_batches
+    from bench.fused import FusedNetworks, fused_train_batches, stacked_forward, vmap_loss
+    from methods.base import EpochTally
 
     ctx = synthetic_context(network, shape, batch=batch, device=device,
                             num_classes=num_classes, n=n)
-    hwc, _ = synthetic_data(shape, n, num_classes)
-    images = torch.from_numpy(np.ascontiguousarray(hwc.transpose(0, 3, 1, 2))).to(device)
-    fused = FusedNetworks([ctx.make_network() for _ in range(NETWORKS_PER_RUN * runs)]).train()
+    methods = [_coteaching(ctx)[0] for _ in range(runs)]
+    lead, epoch = methods[0], ctx.epochs - 1
+    per_run = lead.num_networks
+    # FusedNetworks' order: net1 of every run, then net2 of every run
+    fused = FusedNetworks([m.ordered_networks()[i] for i in range(per_run) for m in methods])
+    fused.train()
     optimizer = ctx.make_optimizer(fused.parameters())
     model = cast(FusedNetworks, torch.compile(fused)) if compile else fused
+    labels = ctx.noisy_labels.expand(runs, -1)
     gens = [torch.Generator().manual_seed(s) for s in range(runs)]
-    batches = _cycle(lambda: fused_train_batches(images, ctx.noisy_labels, generators=gens,
+    batches = _cycle(lambda: fused_train_batches(ctx.train_images, labels, generators=gens,
                                                  batch_size=batch,
+                                                 normalization=ctx.normalization(),
                                                  channels_last=device.type == "cuda"))
-    keep = num_remember(batch)
-    total = torch.zeros(runs, device=device)
+    loss = vmap_loss(lead.batch_loss)
+    tally = EpochTally(ctx.num_train, device, runs=runs, per_sample=lead.per_sample_loss)
 
     def step() -> None:
-        nonlocal total
-        x, y, _ = next(batches)
-        losses, _ = coteaching_step(model, optimizer, x, y, num_remember=keep,
-                                    amp=ctx.use_amp)
-        total += losses
+        lead.fit_epoch(epoch, [next(batches)],
+                       forward=lambda x: stacked_forward(model, x, per_run), loss=loss,
+                       optimizers=[optimizer], tally=tally)
 
     return step
 

@@ -1,5 +1,6 @@
 """The import structure: every module imports, the modules of bench and methods import each
-other without a cycle, and the harness reaches the methods only through the registry.
+other without a cycle, and the harness reaches the methods only through the registry (it may
+import the method interface, ``methods.base``, which the one batch loop and the fused path run).
 
 The graph is read from the source with :mod:`ast`: the imports a module runs when it is imported
 (its top level and class bodies, not its functions, nor ``if TYPE_CHECKING:`` blocks). A package
@@ -17,8 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "methods")
-# harness modules that still import methods directly instead of through bench.registry
-KNOWN_DIRECT_METHOD_IMPORTS = {"bench.fused", "bench.fused_run", "bench.perf"}
+# what the harness may import from methods: the interface, not a method
+METHOD_INTERFACE = {"methods.base"}
 REGISTRY_LOADER = ("bench.registry", "_load_plugins")
 
 
@@ -26,8 +27,9 @@ def module_files() -> dict[str, Path]:
     """Dotted name -> file of every module of the packages."""
     out = {}
     for package in PACKAGES:
-        for path in sorted((REPO / package).glob("*.py")):
-            out[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
 
 
@@ -134,17 +136,18 @@ def test_bench_and_methods_import_without_a_cycle() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-def _method_imports() -> dict[str, list[str | None]]:
-    """Bench module -> the functions (None: the top level) in which it imports methods."""
+def _method_imports() -> dict[str, list[tuple[str, str | None]]]:
+    """Bench module -> (methods module, enclosing function or None) of each of its imports of
+    the methods package other than the interface."""
     known = set(MODULES)
-    out: dict[str, list[str | None]] = {}
+    out: dict[str, list[tuple[str, str | None]]] = {}
     for module, path in MODULES.items():
         if not module.startswith("bench"):
             continue
         tree = ast.parse(path.read_text(), filename=str(path))
-        where = [function for target, function in imports_of(tree, module, known,
-                                                             runtime_only=False)
-                 if target.split(".")[0] == "methods"]
+        where = [(target, function) for target, function in imports_of(
+                     tree, module, known, runtime_only=False)
+                 if target.split(".")[0] == "methods" and target not in METHOD_INTERFACE]
         if where:
             out[module] = where
     return out
@@ -153,12 +156,14 @@ def _method_imports() -> dict[str, list[str | None]]:
 def test_the_harness_reaches_the_methods_only_through_the_registry() -> None:
     found = _method_imports()
     registry, loader = REGISTRY_LOADER
-    assert found.get(registry) == [loader], "bench.registry loads the methods in its loader"
-    offenders = set(found) - {registry}
-    assert offenders <= KNOWN_DIRECT_METHOD_IMPORTS, (
-        f"{sorted(offenders - KNOWN_DIRECT_METHOD_IMPORTS)} import methods; use bench.registry")
-    fixed = KNOWN_DIRECT_METHOD_IMPORTS - offenders
-    assert not fixed, f"{sorted(fixed)} no longer import methods: drop them from the known list"
+    assert found.pop(registry, None) == [("methods", loader)], (
+        "bench.registry loads the methods in its loader")
+    assert not found, f"{found} import methods; reach them through bench.registry"
+
+
+def test_the_method_interface_is_a_module_of_the_graph() -> None:
+    assert METHOD_INTERFACE <= set(MODULES)
+    assert {"bench.stats", "bench.grid.session", "bench.reporting.records"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - {"bench.__main__"}))
