@@ -34,13 +34,13 @@ RESULT_COLUMNS = ("n", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "o
 _TOL = 1e-6
 
 
-def _rate_key(rate: object) -> float:
+def _rate_key(rate: float | None) -> float:
     """The noise rate rounded to the matching tolerance; -1 for a blank rate (real-world noise)."""
     rate = math.nan if rate is None else float(rate)
     return -1.0 if math.isnan(rate) else round(rate / _TOL) * _TOL
 
 
-def _index_runs(runs: pd.DataFrame) -> dict:
+def _index_runs(runs: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """Runs by (dataset, noise_type, rate, method name), nominal noise model and finite accuracy only.
 
     A grid that runs variants of a method under other labels: a claim is about the method as its
@@ -55,18 +55,20 @@ def _index_runs(runs: pd.DataFrame) -> dict:
     return dict(tuple(runs.groupby(["dataset", "noise_type", "_rate", "_name"], sort=False)))
 
 
-def _test_claim(claim: pd.Series, index: dict) -> dict:
+def _test_claim(claim: pd.Series, index: dict[tuple, pd.DataFrame]) -> dict:
     nan = math.nan
     out = dict(n=0, mean_diff=nan, ci_low=nan, ci_high=nan, p_value=nan, p_holm=nan, outcome=NO_RUNS, reason="")
     cell = (claim["dataset"], claim["noise_type"], _rate_key(claim["noise_rate"]))
-    a, b = index.get(cell + (claim["better"],)), index.get(cell + (claim["worse"],))
-    missing = [m for m, r in ((claim["better"], a), (claim["worse"], b)) if r is None]
+    names = (claim["better"], claim["worse"])
+    found = {name: index[cell + (name,)] for name in names if cell + (name,) in index}
+    missing = [name for name in names if name not in found]
     if missing:
         out["reason"] = f"no runs of {' and '.join(missing)}"
         return out
     out["outcome"] = NOT_SHOWN
     by_pair = []
-    for name, r in ((claim["better"], a), (claim["worse"], b)):
+    for name in names:
+        r = found[name]
         accs = dict(zip(zip(r["seed"], r["noise_seed"]), r["acc"].astype(float)))
         if len(accs) < len(r):
             out["reason"] = f"several runs of {name} share a (seed, noise_seed): not paired"

@@ -74,12 +74,19 @@ def selection_curve(scores: np.ndarray, noisy: np.ndarray, clean: np.ndarray, *,
 
 def append_curve(metrics: dict, curve: dict | None, *, kind: str | None, n_before: int) -> None:
     """Append one epoch's curve (or None) to ``metrics['selection_curve']``, aligned with
-    ``metrics['epoch']`` (``n_before`` epochs already recorded)."""
-    if curve is None and "selection_curve" not in metrics:
-        return
-    store = metrics.setdefault("selection_curve", {
-        "kind": kind, "points": list(POINTS[kind]),
-        **{key: [None] * n_before for key in ("size", "precision", "recall", "per_class")}})
+    ``metrics['epoch']`` (``n_before`` epochs already recorded).
+
+    The first curve starts the store under its score ``kind``, which must then be given.
+    """
+    store = metrics.get("selection_curve")
+    if store is None:
+        if curve is None:
+            return
+        if kind is None:
+            raise ValueError("a selection curve needs the kind of its scores")
+        store = metrics["selection_curve"] = {
+            "kind": kind, "points": list(POINTS[kind]),
+            **{key: [None] * n_before for key in ("size", "precision", "recall", "per_class")}}
     for key in ("size", "precision", "recall", "per_class"):
         store[key].append(None if curve is None else curve[key])
 

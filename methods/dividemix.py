@@ -230,8 +230,8 @@ class DivideMix(Method):
                     u_idx = next(unlabelled)
                     u1, u2 = ctx.fetch(u_idx), ctx.fetch(u_idx)
                     views += [u1, u2]
-                    pu = sum(torch.softmax(m(u).float(), 1)
-                             for m in (net, peer) for u in (u1, u2)) / 4
+                    pu_views = [torch.softmax(m(u).float(), 1) for m in (net, peer) for u in (u1, u2)]
+                    pu = sum(pu_views[1:], start=pu_views[0]) / 4
                     targets = [sharpen(pu, temperature=cfg.temperature)] * 2
                 px = (torch.softmax(net(x1).float(), 1) + torch.softmax(net(x2).float(), 1)) / 2
                 w = prob[idx].unsqueeze(1)

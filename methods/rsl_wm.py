@@ -117,6 +117,12 @@ class RSLWeightedMixMatch(SmallLossSelection):
         return EpochResult(train_loss=float(loss), selected=self.selected,
                            extra={"phase": 4.0, "lambda_u": self.lambda_u_at(mm_epoch)})
 
+    def selection_weights(self) -> torch.Tensor:
+        """(N,) the labelled samples' draw weights; a RuntimeError before the selection is made."""
+        if self.weights is None:
+            raise RuntimeError("the draw weights are set with the selection, at the end of step 1")
+        return self.weights
+
     def lambda_u_at(self, mm_epoch: float) -> float:
         cfg = self.config
         return cfg.lambda_u * linear_rampup(mm_epoch, length=cfg.mixmatch_epochs)
@@ -125,10 +131,11 @@ class RSLWeightedMixMatch(SmallLossSelection):
         ctx, cfg = self.ctx, self.config
         model, ema, opt = self.model, self.net1, self.mixmatch_optimizer
         b, k = cfg.batch_size, ctx.num_classes
-        lab_idx = torch.nonzero(self.selected).flatten()
-        unl_idx = torch.nonzero(~self.selected).flatten()
+        selected, weights = self.selected_set(), self.selection_weights()
+        lab_idx = torch.nonzero(selected).flatten()
+        unl_idx = torch.nonzero(~selected).flatten()
         labelled = cycling_batches(lab_idx, b, generator=ctx.aug_gen, drop_last=True,
-                                   weights=self.weights[lab_idx])
+                                   weights=weights[lab_idx])
         unlabelled = cycling_batches(unl_idx, b, generator=ctx.aug_gen, drop_last=True)
         iterations = cfg.iterations
         if ctx.train_cfg.max_iters_per_epoch is not None:

@@ -173,16 +173,15 @@ class SelfLearning(Method):
             self.corrected_labels = self.correct_labels()
             extra["corrected_label_agreement"] = float(
                 (self.corrected_labels == ctx.noisy_labels).float().mean())
-        use_corrected = since >= 0 and self.corrected_labels is not None
+        corrected = self.corrected_labels if since >= 0 else None
         self.net1.train()
         total, count = torch.zeros((), device=ctx.device), 0
         for x, y, idx in ctx.train_batches():
             with ctx.autocast():
                 logits = self.net1(x).float()
             loss = F.cross_entropy(logits, y)
-            if use_corrected:
-                loss = (1 - cfg.alpha) * loss + cfg.alpha * F.cross_entropy(
-                    logits, self.corrected_labels[idx])
+            if corrected is not None:
+                loss = (1 - cfg.alpha) * loss + cfg.alpha * F.cross_entropy(logits, corrected[idx])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
