@@ -447,6 +447,7 @@ def _split(spec: RunSpec, data: ImageData, noisy: np.ndarray):
         return data, noisy, {"train": len(noisy), "clean_val": 0}
     # the noise is drawn on every image first, then the clean split made, as RSL's scripts
     data, noisy = hold_out_clean(data, noisy, fraction=fraction, seed=spec.noise_seed)
+    assert data.val_labels is not None, "hold_out_clean returns the clean validation labels"
     return data, noisy, {"train": len(noisy), "clean_val": len(data.val_labels),
                          "clean_val_fraction": fraction, "split_seed": spec.noise_seed}
 
