@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -124,27 +124,45 @@ _IDX_MD5 = {
 }
 
 
+def _require_files(name: str, folder: Path, files: Iterable[str], *,
+                   fetch: Callable[[], None] | None, hint: str) -> None:
+    """A one-line DataError naming the ``files`` missing in ``folder`` (after ``fetch()``, the
+    download, when given); ``hint`` completes "set DATA_ROOT to the folder that holds ..."."""
+    files = list(files)
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing and fetch is not None:
+        fetch()
+        missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{name}: missing {', '.join(missing)} in {folder}; set DATA_ROOT to the "
+                        f"folder that holds {hint}")
+
+
+def _verify_md5(name: str, folder: Path, md5s: Iterable[tuple[str, str]]) -> None:
+    """A one-line DataError for the first file of ``(file, md5)`` whose checksum differs."""
+    from torchvision.datasets.utils import check_integrity
+
+    for fname, md5 in md5s:
+        if not check_integrity(str(folder / fname), md5):
+            raise DataError(f"{name}: {folder / fname} is corrupt (md5 differs from {md5}); "
+                            "delete it and download again")
+
+
 def _load_idx(root: Path, folder: str, tv_class: str, *, download: bool, verify: bool,
               mean: float, std: float, name: str) -> ImageData:
     import torchvision.datasets as tvd
-    from torchvision.datasets.utils import check_integrity
 
     raw = root / folder / "raw"
     files = _IDX_MD5[folder]
-    missing = [f for f in files if not (raw / f).is_file()]
-    if missing and download:
+
+    def fetch() -> None:
         getattr(tvd, tv_class)(str(root), train=True, download=True)
         getattr(tvd, tv_class)(str(root), train=False, download=True)
-        missing = [f for f in files if not (raw / f).is_file()]
-    if missing:
-        raise DataError(
-            f"{name}: missing {', '.join(missing)} in {raw}; set DATA_ROOT to the folder that "
-            f"holds {folder}/raw, or pass --download to fetch them with torchvision")
+
+    _require_files(name, raw, files, fetch=fetch if download else None,
+                   hint=f"{folder}/raw, or pass --download to fetch them with torchvision")
     if verify:
-        for f, md5 in files.items():
-            if not check_integrity(str(raw / f), md5):
-                raise DataError(f"{name}: {raw / f} is corrupt (md5 differs from {md5}); "
-                                "delete it and download again")
+        _verify_md5(name, raw, files.items())
     try:
         train = getattr(tvd, tv_class)(str(root), train=True, download=False)
         test = getattr(tvd, tv_class)(str(root), train=False, download=False)
@@ -203,25 +221,17 @@ def _load_cifar(name: str, root: Path, *, download: bool, verify: bool) -> Image
     spec = _CIFAR[name]
     folder = root / spec["folder"]
     expected = spec["train"] + spec["test"] + (["batches.meta"] if name == "cifar10" else ["meta"])
-    missing = [f for f in expected if not (folder / f).is_file()]
-    if missing and download:
-        import torchvision.datasets as tvd
+    import torchvision.datasets as tvd
 
+    def fetch() -> None:
         getattr(tvd, spec["tv_class"])(str(root), train=True, download=True)
-        missing = [f for f in expected if not (folder / f).is_file()]
-    if missing:
-        raise DataError(
-            f"{name}: missing {', '.join(missing)} in {folder}; set DATA_ROOT to the folder that "
-            f"holds {spec['folder']}/ (the python version of the dataset), or pass --download")
-    if verify:
-        import torchvision.datasets as tvd
-        from torchvision.datasets.utils import check_integrity
 
+    _require_files(name, folder, expected, fetch=fetch if download else None,
+                   hint=f"{spec['folder']}/ (the python version of the dataset), or pass "
+                        "--download")
+    if verify:
         cls = getattr(tvd, spec["tv_class"])
-        for fname, md5 in cls.train_list + cls.test_list:
-            if not check_integrity(str(folder / fname), md5):
-                raise DataError(f"{name}: {folder / fname} is corrupt (md5 differs from {md5}); "
-                                "delete it and download again")
+        _verify_md5(name, folder, cls.train_list + cls.test_list)
     x_tr, y_tr = _read_cifar_batches(folder, spec["train"], spec["label_key"], name)
     x_te, y_te = _read_cifar_batches(folder, spec["test"], spec["label_key"], name)
     return ImageData(name, x_tr, y_tr, x_te, y_te, spec["num_classes"], spec["mean"], spec["std"])

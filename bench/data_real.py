@@ -225,6 +225,13 @@ def _no_download(name: str, download: bool) -> None:
         raise DataError(f"{name} cannot be downloaded automatically: {WHERE[name]}")
 
 
+def _release_folder(name: str, folder: Path, files: Iterable[str], *, download: bool) -> Path:
+    """``folder``, once it is known to hold the release's ``files`` (it cannot be downloaded)."""
+    _no_download(name, download)
+    _require(name, folder, files)
+    return folder
+
+
 # ---- Clothing1M ------------------------------------------------------------------------------
 
 CLOTHING1M_FILES = ("noisy_label_kv.txt", "clean_label_kv.txt", "noisy_train_key_list.txt",
@@ -249,9 +256,7 @@ def load_clothing1m(root: Path, *, download: bool = False, verify: bool = True) 
     human_labels["noisy"]: the web labels of ``noisy_label_kv.txt``.
     """
     name = "clothing1m"
-    _no_download(name, download)
-    folder = Path(root) / "clothing1m"
-    _require(name, folder, CLOTHING1M_FILES)
+    folder = _release_folder(name, Path(root) / "clothing1m", CLOTHING1M_FILES, download=download)
     noisy_kv = _key_value(folder / "noisy_label_kv.txt", name)
     clean_kv = _key_value(folder / "clean_label_kv.txt", name)
     train_keys = _lines(folder / "noisy_train_key_list.txt", name)
@@ -363,9 +368,7 @@ def load_webvision(root: Path, *, download: bool = False, verify: bool = True) -
     human_labels["noisy"].
     """
     name = "webvision"
-    _no_download(name, download)
-    folder = Path(root) / "webvision"
-    _require(name, folder, WEBVISION_FILES)
+    folder = _release_folder(name, Path(root) / "webvision", WEBVISION_FILES, download=download)
     train_kv = _key_value(folder / "info/train_filelist_google.txt", name)
     test_kv = _key_value(folder / "info/val_filelist.txt", name)
     train_keys = [k for k, v in train_kv.items() if v < MINI_WEBVISION_CLASSES]

@@ -30,6 +30,26 @@ def _band(ax, x: np.ndarray, values: np.ndarray, *, color, label: str) -> None:
                  label=f"{label} (n={values.shape[0]})", err_kws={"alpha": 0.2, "lw": 0}, ax=ax)
 
 
+def _finish(ax, *, xlabel: str, ylabel: str, title: str | None = None,
+            legend_size: float = 8) -> None:
+    """Title, axis labels, grid and legend of one panel."""
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
+def _per_setting(frame: pd.DataFrame, figsize: tuple[float, float]):
+    """A figure with one axes, and (setting, its rows, its colour) per setting of ``frame`` in
+    order of appearance."""
+    settings = list(dict.fromkeys(frame["setting"]))
+    colors = _colors(settings)
+    fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax, [(s, frame[frame["setting"] == s], colors[s]) for s in settings]
+
+
 def curves_with_bands(panels: Sequence[tuple[str, str, Mapping[str, np.ndarray]]], path: Path, *,
                       xlabel: str = "epoch", markers: Mapping[str, float] | None = None) -> Path | None:
     """One panel per (title, ylabel, {arm: values (runs, epochs)}): the mean per epoch with its
@@ -47,11 +67,7 @@ def curves_with_bands(panels: Sequence[tuple[str, str, Mapping[str, np.ndarray]]
                 _band(ax, np.arange(1, values.shape[1] + 1), values, color=colors[arm], label=arm)
             if markers and arm in markers:
                 ax.axvline(markers[arm], color=colors[arm], linestyle=":", linewidth=1)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _finish(ax, xlabel=xlabel, ylabel=ylabel, title=title, legend_size=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -61,19 +77,13 @@ def accuracy_by_parameter(frame: pd.DataFrame, path: Path, *, parameter: str, yl
     a dot. ``frame``: one row per run, columns setting, value (the parameter), acc."""
     if frame.empty:
         return None
-    settings = list(dict.fromkeys(frame["setting"]))
-    colors = _colors(settings)
-    fig, ax = plt.subplots(figsize=(5.6, 4.0))
-    for setting in settings:
-        rows = frame[frame["setting"] == setting]
+    fig, ax, groups = _per_setting(frame, (5.6, 4.0))
+    for setting, rows, color in groups:
         sns.lineplot(data=rows, x="value", y="acc", estimator="mean", errorbar=t_interval,
-                     marker="o", color=colors[setting], label=setting,
-                     err_kws={"alpha": 0.2, "lw": 0}, ax=ax)
-        ax.plot(rows["value"], rows["acc"], ".", color=colors[setting], alpha=0.5)
-    ax.set_xlabel(parameter)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+                     marker="o", color=color, label=setting, err_kws={"alpha": 0.2, "lw": 0},
+                     ax=ax)
+        ax.plot(rows["value"], rows["acc"], ".", color=color, alpha=0.5)
+    _finish(ax, xlabel=parameter, ylabel=ylabel)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -105,21 +115,16 @@ def accuracy_vs_kept_noise(cells: pd.DataFrame, path: Path, *, ylabel: str) -> P
     value, noise, noise_low, noise_high, acc, acc_low, acc_high (noise in percent)."""
     if cells.empty:
         return None
-    settings = list(dict.fromkeys(cells["setting"]))
-    colors = _colors(settings)
-    fig, ax = plt.subplots(figsize=(5.6, 4.2))
-    for setting in settings:
-        rows = cells[cells["setting"] == setting].sort_values("noise")
+    fig, ax, groups = _per_setting(cells, (5.6, 4.2))
+    for setting, rows, color in groups:
+        rows = rows.sort_values("noise")
         xerr = np.vstack([rows["noise"] - rows["noise_low"], rows["noise_high"] - rows["noise"]])
         yerr = np.vstack([rows["acc"] - rows["acc_low"], rows["acc_high"] - rows["acc"]])
         ax.errorbar(rows["noise"], rows["acc"], xerr=np.nan_to_num(xerr), yerr=np.nan_to_num(yerr),
-                    fmt="o-", color=colors[setting], capsize=2, label=setting)
+                    fmt="o-", color=color, capsize=2, label=setting)
         for _, row in rows.iterrows():
             ax.annotate(f"{row['value']:g}", (row["noise"], row["acc"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("label noise of the kept set (%)")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, xlabel="label noise of the kept set (%)", ylabel=ylabel)
     fig.tight_layout()
     return _save(fig, path)

@@ -206,6 +206,13 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimiser step on ``loss``: clear the gradients, back-propagate, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def config_fields(config_cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(config_cls)]
 

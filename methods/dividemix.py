@@ -64,7 +64,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
+from methods.base import EpochResult, Method, descend
 from methods.mixmatch import (cycling_batches, linear_rampup, mix_coefficient, mixup, sharpen,
                               soft_cross_entropy, softmax_mse)
 
@@ -180,9 +180,7 @@ class DivideMix(Method):
                 logits = net(x).float()
             loss = F.cross_entropy(logits, y)
             full = loss + neg_entropy(logits) if self.config.confidence_penalty else loss
-            optimizer.zero_grad(set_to_none=True)
-            full.backward()
-            optimizer.step()
+            descend(optimizer, full)
             total += loss.detach()
             batches += 1
         return total / max(batches, 1)
@@ -250,9 +248,7 @@ class DivideMix(Method):
                       else torch.zeros((), device=ctx.device))
             penalty = torch.sum(prior * torch.log(prior / torch.softmax(logits, 1).mean(0)))
             loss = loss_x + self.lambda_u_at(epoch + it / num_iter) * loss_u + penalty
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            descend(optimizer, loss)
             total += loss.detach()
             batches += 1
         return total / max(batches, 1)

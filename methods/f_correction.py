@@ -59,7 +59,7 @@ import torch.nn.functional as F
 
 from bench.errors import ConfigError
 from bench.registry import METHODS
-from methods.base import EpochResult, Method, NoConfig
+from methods.base import EpochResult, Method, NoConfig, descend
 
 KERAS_EPSILON = 1e-7  # loss.py clips the softmax to [eps, 1 - eps]
 
@@ -147,9 +147,7 @@ class ForwardCorrection(Method):
             with ctx.autocast():
                 logits = self.net1(x).float()
             loss = self.batch_loss(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            descend(self.optimizer, loss)
             total += loss.detach()
             batches += 1
         return EpochResult(train_loss=float(total) / max(batches, 1),

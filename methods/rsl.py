@@ -65,7 +65,7 @@ from bench.errors import ConfigError
 from bench.noise import (asymmetric_map, class_map_matrix, pairflip_matrix, symmetric_matrix,
                          symmetric_inclusive_matrix)
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
+from methods.base import EpochResult, Method, descend
 from methods.small_loss import rank_quantiles, small_loss_indices
 
 
@@ -242,9 +242,7 @@ class SmallLossSelection(Method):
         for x, y, _ in ctx.train_batches(indices=indices):
             with ctx.autocast():
                 loss = F.cross_entropy(net(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            descend(optimizer, loss)
             total += loss.detach() * len(y)
             count += len(y)
         return total / max(count, 1)

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import METHODS
-from methods.base import EpochResult
+from methods.base import EpochResult, descend
 from methods.mixmatch import (cycling_batches, interleave, linear_rampup, mix_coefficient,
                               mixup, sharpen, soft_cross_entropy, softmax_mse)
 from methods.rsl import SelectionConfig, SmallLossSelection
@@ -162,9 +162,7 @@ class RSLWeightedMixMatch(SmallLossSelection):
             loss_x = soft_cross_entropy(logits[0], mixed_t[:b])
             loss_u = softmax_mse(torch.cat(logits[1:]), mixed_t[b:])
             loss = loss_x + self.lambda_u_at(mm_epoch + it / cfg.iterations) * loss_u
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            descend(opt, loss)
             with torch.no_grad():
                 torch._foreach_lerp_(ema_params, params, 1.0 - cfg.ema_decay)
                 torch._foreach_mul_(params, decay)

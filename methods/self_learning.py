@@ -59,7 +59,7 @@ import torch.nn.functional as F
 
 from bench.errors import ConfigError
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
+from methods.base import EpochResult, Method, descend
 
 SC_READINGS = {"top40": 0.6, "p40": 0.4}   # percentile of the pairwise similarities used as S_c
 
@@ -182,9 +182,7 @@ class SelfLearning(Method):
             loss = F.cross_entropy(logits, y)
             if corrected is not None:
                 loss = (1 - cfg.alpha) * loss + cfg.alpha * F.cross_entropy(logits, corrected[idx])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            descend(self.optimizer, loss)
             total += loss.detach() * len(y)
             count += len(y)
         return EpochResult(train_loss=float(total) / max(count, 1), extra=extra)
