@@ -311,8 +311,8 @@ class BatchMethod(Method):
 
     Subclasses implement :meth:`batch_loss` and, where the loss depends on the epoch or the
     step, :meth:`step_state` (and :meth:`epoch_extra` for per-epoch diagnostics). The loop
-    counts ``global_step`` (iterations over the run); a method whose state reads it lists it
-    in ``extra_state`` so that a resumed run continues the count.
+    counts ``global_step`` (iterations over the run), which the checkpoint keeps with every
+    other attribute, so a resumed run continues the count.
     """
 
     num_networks: ClassVar[int] = 1

@@ -171,7 +171,6 @@ class CoteachingPlus(SmallLossMethod):
     report = "net1"
     score_kind = "keep_fraction"   # net1's rank quantile in its batch / disagreement set
     num_networks = 2               # each with its own Adam (optimizer1, optimizer2)
-    extra_state = ("global_step",)
 
     @classmethod
     def setting_defaults(cls, *, dataset: str, noise_type: str,

@@ -73,7 +73,6 @@ class Decoupling(BatchMethod):
     Config = DecouplingConfig
     report = "net1"
     num_networks = 2               # each with its own optimiser (optimizer1, optimizer2)
-    extra_state = ("global_step",)
 
     def step_state(self, epoch: int, step: int) -> bool:
         """Warm-up: every sample updates while ``global_step < init_iters``."""
