@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.cost_model import H100_TARGETS, PHYSICAL_LIMIT_FLOPS
+from bench.tables import markdown_table
 
 MODES = ("reference", "engine", "fused")
 MODE_LABELS = {"reference": "(a) official-style loop", "engine": "(b) engine, one run",
@@ -39,7 +40,7 @@ def _header(result: dict) -> list[str]:
     ]
 
 
-def _row(row: dict, ratios: dict, cuda: bool) -> str:
+def _row(row: dict, ratios: dict, cuda: bool) -> list[str]:
     ratio = 1.0 if row["mode"] == "reference" else ratios.get(row["network"], {}).get(row["mode"])
     if row.get("images_per_s") is None:
         extra = "failed: " + row.get("error", "")
@@ -48,17 +49,18 @@ def _row(row: dict, ratios: dict, cuda: bool) -> str:
     else:
         extra = f"{row['flops_per_s'] / 1e9:,.1f}"
     shape = "x".join(str(s) for s in row["input_shape"])
-    return (f"| {row['network']} | {shape} | {MODE_LABELS[row['mode']]} | {row['runs']} | "
-            f"{row.get('steps', '-')} | {fmt(row.get('images_per_s'))} | "
-            f"{fmt(ratio, '.2f')} | {row['train_flops_per_image'] / 1e6:,.2f} | {extra} |")
+    return [row["network"], shape, MODE_LABELS[row["mode"]], str(row["runs"]),
+            str(row.get("steps", "-")), fmt(row.get("images_per_s")), fmt(ratio, ".2f"),
+            f"{row['train_flops_per_image'] / 1e6:,.2f}", extra]
 
 
 def _table(result: dict) -> list[str]:
     cuda = result["device_type"] == "cuda"
     limit_col = f"share of {PHYSICAL_LIMIT_FLOPS / 1e12:.0f} TFLOP/s" if cuda else "achieved GFLOP/s"
-    lines = [f"| network | input | path | runs | steps | images/s | x (a) | train MFLOP/img | "
-             f"{limit_col} |", "|---|---|---|---|---|---|---|---|---|"]
-    lines += [_row(row, result["ratios"], cuda) for row in result["rows"]]
+    headers = ["network", "input", "path", "runs", "steps", "images/s", "x (a)",
+               "train MFLOP/img", limit_col]
+    rows = [_row(row, result["ratios"], cuda) for row in result["rows"]]
+    lines = markdown_table(rows, headers, style="compact").splitlines()
     slow = [f"{r['network']}: {', '.join(r['vmap_fallbacks'])}" for r in result["rows"]
             if r.get("vmap_fallbacks")]
     if slow:
@@ -82,11 +84,11 @@ def _cpu_caveat() -> list[str]:
 
 def _grid_estimates(result: dict) -> list[str]:
     lines = ["", "## Estimated GPU-hours of the shipped grids", "",
-             f"From `estimate_grid_hours` with {result['throughput_source']}.", "",
-             "| grid | runs | GPU-hours |", "|---|---|---|"]
-    for name, est in result["grid_estimates"].items():
-        lines.append(f"| {name} | {est['runs']} | {est['gpu_hours']:.3g} |")
-    return lines
+             f"From `estimate_grid_hours` with {result['throughput_source']}.", ""]
+    rows = [[name, str(est["runs"]), f"{est['gpu_hours']:.3g}"]
+            for name, est in result["grid_estimates"].items()]
+    return lines + markdown_table(rows, ["grid", "runs", "GPU-hours"],
+                                  style="compact").splitlines()
 
 
 def render_markdown(result: dict) -> str:
