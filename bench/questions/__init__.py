@@ -1,8 +1,10 @@
 """Report sections that answer the question a grid was built to ask.
 
 Some grids ask one question of their own arms rather than of a paper's table: whether Deep
-Self-Learning's later correction start removes its dip (``self_learning_start``), which JoCoR
-co_lambda is best and whether the default 0.1 loses (``jocor_lambda_mnist``), whether RSL's class-wise selection beats plain small-loss selection at
+Self-Learning's later correction start removes its dip (``self_learning_start``), whether its
+prototype diversity threshold explains the collapse after the first correction
+(``self_learning_eta``), which JoCoR co_lambda is best and whether the default 0.1 loses
+(``jocor_lambda_mnist``), whether RSL's class-wise selection beats plain small-loss selection at
 its budget (``rsl_vs_smallloss_mnist``) and whether DivideMix's accuracy follows its kept set's
 noise rate (``dividemix_threshold``). One module per question holds its :class:`Question`;
 :mod:`bench.questions.common` what they share. :func:`question_sections` gives the markdown of the
@@ -28,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from bench.left_out import GRIDS_DIR
-from bench.questions import (dividemix_threshold, jocor_lambda, rsl_selection, self_learning_start)
+from bench.questions import (dividemix_threshold, jocor_lambda, rsl_selection, self_learning_eta,
+                             self_learning_start)
 from bench.questions.common import (Context, Question, accuracy, compute_line, draw_lines, expected_runs,
                                     in_grid, left_out_lines, pair_on_seed, pending_lines, two_arm_test)
 
@@ -37,6 +40,7 @@ __all__ = ["QUESTIONS", "Question", "Context", "question_sections", "compute_lin
 
 QUESTIONS: dict[str, Question] = {
     "self_learning_start": self_learning_start.QUESTION,
+    "self_learning_eta": self_learning_eta.QUESTION,
     "jocor_lambda_mnist": jocor_lambda.QUESTION,
     "rsl_vs_smallloss_mnist": rsl_selection.QUESTION,
     "dividemix_threshold": dividemix_threshold.QUESTION,
