@@ -153,6 +153,73 @@ def test_arms_on_different_draws_are_compared_by_welch(tmp_path):
     assert "| final accuracy, start 5 − start 1 | 5 |" in text
 
 
+# ---- self_learning_eta ----------------------------------------------------------------------
+
+ETA_FINAL = {0.95: 0.0, 0.99: 0.0, 1.0: 5.0}   # final accuracy of each eta relative to 0.95
+
+
+def _eta_records(rng: np.random.Generator, dips: dict[float, float]) -> tuple[list[dict], dict]:
+    """Every eta corrects from epoch 1; the test accuracy falls by ``dips[eta]`` points at the
+    third epoch. Final accuracy: eta 0.99 that of 0.95, eta 1.0 five points above."""
+    base = {seed: 75 + rng.normal(0, 2) for seed in range(1, 6)}
+    truth: dict = {"dip": {}, "corrected_last": {}}
+    records = []
+    for spec in _specs("self_learning_eta"):
+        eta = spec.method_params["eta_threshold"]
+        final = base[spec.seed] + ETA_FINAL[eta] + rng.normal(0, 0.05)
+        curve = np.linspace(60, final - 1, 15)
+        curve[-1] = final
+        curve[2] = curve[1] - dips[eta] - rng.normal(0, 0.05) ** 2
+        truth["dip"].setdefault(eta, []).append(curve[1] - curve[2])
+        corrected = [None] + list(np.linspace(40, 60 + 10 * eta, 14) + rng.normal(0, 0.1))
+        truth["corrected_last"].setdefault(eta, []).append(corrected[-1])
+        records.append(_record(spec, curve, extra={"corrected_label_acc": corrected}))
+    return records, truth
+
+
+def test_eta_section_finds_the_threshold_explains_a_collapse_that_a_higher_one_removes(tmp_path):
+    records, truth = _eta_records(np.random.default_rng(8), {0.95: 40.0, 0.99: 20.0, 1.0: 0.5})
+    lines = questions.question_sections("self_learning_eta", _frame(records), tmp_path / "fig")
+    text = "\n".join(lines)
+    assert lines[0] == ("## Question: Does the paper's prototype diversity threshold (eta < 0.95) explain the "
+                        "accuracy collapse after the first correction?")
+    answer = _answer(lines)
+    assert "the threshold explains (part of) the collapse" in answer
+    assert f"eta 0.95 {np.mean(truth['dip'][0.95]):.1f} [" in answer
+    dips, finals = answer.split("The final accuracy at eta 0.95 is ")
+    for eta, name in ((0.99, "eta 0.99"), (1.0, "eta 1")):
+        expected = np.mean(truth["dip"][eta]) - np.mean(truth["dip"][0.95])
+        est, low, high = _estimate_after(dips, f"{name} − eta 0.95 = ")
+        assert est == pytest.approx(expected, abs=0.01) and high < 0
+        est, low, high = _estimate_after(finals, f"{name} − eta 0.95 = ")
+        assert est == pytest.approx(ETA_FINAL[eta], abs=0.1) and low <= ETA_FINAL[eta] <= high
+    assert "equivalent within ±1" in finals.split("eta 1 − eta 0.95")[0]
+    assert "a difference" in finals.split("eta 1 − eta 0.95")[1]
+    assert "Higher thresholds against eta 0.95, paired by seed" in text
+    assert "| dip, eta 1 − eta 0.95 | 5 |" in text and "standard CE" not in text
+    assert f"{np.mean(truth['corrected_last'][1.0]):.2f} [" in text
+    assert "| 1 | n/a | n/a | n/a |" in text
+    assert (tmp_path / "fig" / "question_self_learning_eta.png").is_file()
+    assert "Pending: nothing; all 15 runs of the grid have a record." in lines
+
+
+def test_eta_section_does_not_blame_the_threshold_for_a_dip_every_threshold_has(tmp_path):
+    records, _ = _eta_records(np.random.default_rng(9), {0.95: 30.0, 0.99: 30.0, 1.0: 30.0})
+    answer = _answer(questions.question_sections("self_learning_eta", _frame(records), tmp_path, figures=False))
+    assert "the threshold does not explain the collapse" in answer
+    assert answer.count("equivalent within ±1") >= 2
+
+
+def test_eta_section_waits_for_a_higher_threshold(tmp_path):
+    records, truth = _eta_records(np.random.default_rng(10), {0.95: 30.0, 0.99: 0.0, 1.0: 0.0})
+    paper = [r for r in records if r["method_params"]["eta_threshold"] == 0.95]
+    lines = questions.question_sections("self_learning_eta", _frame(paper), tmp_path, figures=False)
+    assert _answer(lines) == ("**Answer:** not yet: no run at a higher threshold; the dip (points below the "
+                              "running maximum, mean [95% CI] (seeds)) is eta 0.95 "
+                              f"{questions.common.mean_ci(truth['dip'][0.95], 1)}.")
+    assert "Pending: 10 of the grid's 15 runs have no record yet" in "\n".join(lines)
+
+
 # ---- jocor_lambda_mnist -----------------------------------------------------------------------
 
 BEST = {0.5: 0.8, 0.8: 0.9}
@@ -294,7 +361,7 @@ def test_a_grid_without_records_says_so_in_one_line_and_other_grids_get_nothing(
     body = [line for line in lines[3:] if line]
     assert body == ["No records of this grid yet (all 30 runs of the grid are pending)."]
     assert questions.question_sections("jocor_mnist", pd.DataFrame(), tmp_path) == []
-    assert set(questions.QUESTIONS) == {"self_learning_start", "jocor_lambda_mnist",
+    assert set(questions.QUESTIONS) == {"self_learning_start", "self_learning_eta", "jocor_lambda_mnist",
                                         "rsl_vs_smallloss_mnist", "dividemix_threshold"}
 
 
