@@ -16,6 +16,7 @@ import pandas as pd
 
 from bench import paired
 from bench.stats import t_interval
+from bench.tables import markdown_table
 
 VERDICT_TEXT = {paired.DIFFERENT: "a difference",
                 paired.SMALL_DIFFERENCE: "a difference, but within ±{m:g} point(s)",
@@ -84,8 +85,7 @@ def mean_ci(x: Sequence[float] | np.ndarray, digits: int = 2) -> str:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     """A markdown table, followed by a blank line."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows] + [""]
+    return markdown_table(rows, header, style="compact").splitlines() + [""]
 
 
 def verdict(test: paired.TwoArmTest) -> str:
