@@ -8,11 +8,13 @@ replaced by the GPU measurement of ``python -m bench.perf --device cuda`` when
 training FLOPs (:func:`train_flops_per_image`, counted by
 :class:`torch.utils.flop_counter.FlopCounterMode` on the meta device).
 
-The facts the estimate needs about each registered dataset (:data:`DATASET_FACTS`) and method
-(:data:`METHOD_PASSES`, :data:`EVAL_NETWORKS`) cover the registries exactly
-(``tests/test_perf_cost_model.py`` keeps them so); a run of a name without facts is costed
-with CIFAR-10's sizes or one training pass, and the estimate says so in its assumptions. The
-CPU-hours of the same network-images are :mod:`bench.cpu_cost`'s.
+What the estimate needs about a dataset and a method is read from the registries: the sizes
+each dataset is registered with (:class:`~bench.image_data.DatasetSizes`, its ``sizes``
+metadata) and the cost each method class declares (``training_passes``, ``eval_networks``,
+:class:`methods.base.Method`). ``tests/test_perf_cost_model.py`` keeps every registered name
+declared; a run of a name without them is costed with CIFAR-10's sizes or one training pass,
+and the estimate says so in its assumptions. The CPU-hours of the same network-images are
+:mod:`bench.cpu_cost`'s.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import RunSpec
+from bench.image_data import DatasetSizes
+from bench.registry import DATASETS, METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 PERF_JSON = REPO / "reports" / "perf.json"
@@ -42,47 +46,49 @@ H100_TARGETS = {"cnn9": 45_000.0, "preact_resnet18": 60_000.0, "cnn6": 150_000.0
                 "mlp": 1_000_000.0, "lenet": 300_000.0}
 
 
-class DatasetFacts(NamedTuple):
-    """Sizes of a dataset as its loader returns it."""
-
-    train: int
-    test: int
-    shape: tuple[int, int, int]   # (C, H, W)
-    classes: int
-
-
-# Clothing1M, Food-101N and WebVision: the noisy training sets as released (mini-WebVision:
-# the first 50 classes).
-DATASET_FACTS = {
-    "digits": DatasetFacts(1347, 450, (1, 8, 8), 10),
-    "mnist": DatasetFacts(60_000, 10_000, (1, 28, 28), 10),
-    "fashion-mnist": DatasetFacts(60_000, 10_000, (1, 28, 28), 10),
-    "cifar10": DatasetFacts(50_000, 10_000, (3, 32, 32), 10),
-    "cifar10n": DatasetFacts(50_000, 10_000, (3, 32, 32), 10),
-    "cifar100": DatasetFacts(50_000, 10_000, (3, 32, 32), 100),
-    "cifar100n": DatasetFacts(50_000, 10_000, (3, 32, 32), 100),
-    "clothing1m": DatasetFacts(1_000_000, 10_526, (3, 224, 224), 14),
-    "food101n": DatasetFacts(310_009, 25_250, (3, 224, 224), 101),
-    "webvision": DatasetFacts(65_944, 2_500, (3, 224, 224), 50),
-}
 FALLBACK_DATASET = "cifar10"
 
-# Training passes over the data per epoch, in units of one network's training step. DivideMix
-# has none: its cost changes after the warm-up (:func:`_dividemix_passes`).
-METHOD_PASSES: dict[str, float | None] = {
-    "standard": 1.0, "mentornet": 1.0, "coteaching": 2.0, "coteaching_plus": 2.0,
-    "jocor": 2.0, "decoupling": 2.0, "f_correction": 1.0, "f_correction_nominal": 1.0,
-    "self_learning": 1.2,                 # label-correction forwards
-    "f_correction_patrini": 0.93,         # trains 90%, one forward of the other 10%
-    "rsl": 2.0, "rsl_wm": 3.0, "dividemix": None}
-# Networks evaluated on the test set each epoch, where more than one.
-EVAL_NETWORKS = {"coteaching": 2, "coteaching_plus": 2, "jocor": 2, "decoupling": 2,
-                 "dividemix": 2}
+
+class MethodCost(NamedTuple):
+    """What a method's class declares of its cost (:class:`methods.base.Method`).
+
+    training_passes: training passes over the data per epoch, in units of one network's
+        training step; None for DivideMix, whose cost changes after the warm-up
+        (:func:`_dividemix_passes`).
+    eval_networks: networks evaluated on the test set each epoch.
+    """
+
+    training_passes: float | None
+    eval_networks: int
 
 
-def dataset_facts(name: str) -> DatasetFacts:
-    """The facts of dataset ``name``; CIFAR-10's for a dataset without them."""
-    return DATASET_FACTS.get(name, DATASET_FACTS[FALLBACK_DATASET])
+FALLBACK_COST = MethodCost(training_passes=1.0, eval_networks=1)
+
+
+def declared_sizes(name: str) -> DatasetSizes | None:
+    """The sizes dataset ``name`` is registered with; None if it is unregistered or has none."""
+    return DATASETS.meta(name).get("sizes") if name in DATASETS else None
+
+
+def dataset_facts(name: str) -> DatasetSizes:
+    """The sizes of dataset ``name``; CIFAR-10's for a dataset without them."""
+    return declared_sizes(name) or DATASETS.meta(FALLBACK_DATASET)["sizes"]
+
+
+def declared_cost(name: str) -> MethodCost | None:
+    """The cost method ``name``'s class declares; None if it is unregistered or declares none."""
+    if name not in METHODS:
+        return None
+    cls = METHODS.get(name)
+    try:
+        return MethodCost(cls.training_passes, cls.eval_networks)
+    except AttributeError:
+        return None
+
+
+def method_cost(name: str) -> MethodCost:
+    """The cost of method ``name``; one training pass and one evaluated network without one."""
+    return declared_cost(name) or FALLBACK_COST
 
 
 # ---- FLOPs ------------------------------------------------------------------------------------
@@ -202,8 +208,9 @@ def network_images(spec: RunSpec) -> float:
     if cfg.max_iters_per_epoch is not None:
         per_epoch = min(per_epoch, cfg.max_iters_per_epoch * cfg.batch_size)
     epochs = cfg.epochs - cfg.start_epoch
-    evals = EVAL_NETWORKS.get(spec.method, 1) * facts.test / 3.0   # a forward: 1/3 of a step
-    passes = METHOD_PASSES.get(spec.method, 1.0)
+    cost = method_cost(spec.method)
+    evals = cost.eval_networks * facts.test / 3.0   # a forward: 1/3 of a step
+    passes = cost.training_passes
     if passes is None:
         return _dividemix_passes(spec) * facts.train + epochs * evals
     return epochs * (passes * per_epoch + evals)
@@ -219,8 +226,8 @@ def estimate_run_hours(spec: RunSpec, *, throughput: dict[str, float] | None = N
 
 def _assumptions(networks: Iterable[str], specs: list[RunSpec]) -> list[str]:
     """What the estimate of ``specs`` assumed, one sentence each."""
-    unknown_data = sorted({s.dataset for s in specs} - set(DATASET_FACTS))
-    unknown = sorted({s.method for s in specs} - set(METHOD_PASSES))
+    unknown_data = sorted(d for d in {s.dataset for s in specs} if declared_sizes(d) is None)
+    unknown = sorted(m for m in {s.method for s in specs} if declared_cost(m) is None)
     lines = ["per-epoch test evaluation counted as forwards (1/3 of a training step)"]
     if "cnn6" in networks:
         lines.append("cnn6 at its fused rate, which `bench run --fuse-seeds` reaches for "

@@ -24,7 +24,7 @@ import torch
 
 from bench import data_real  # noqa: F401  (registers the file-backed real-world datasets)
 from bench.errors import ConfigError, DataError
-from bench.image_data import ImageData, data_root
+from bench.image_data import DatasetSizes, ImageData, data_root
 from bench.registry import DATASETS
 
 
@@ -86,7 +86,8 @@ def load_dataset(name: str, *, root: str | Path | None = None, download: bool = 
 
 # ---- digits: the embedded default ------------------------------------------------------------
 
-@DATASETS.register("digits")
+@DATASETS.register("digits",
+                   sizes=DatasetSizes(train=1347, test=450, shape=(1, 8, 8), classes=10))
 def load_digits(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), a fixed stratified split.
 
@@ -173,14 +174,16 @@ def _load_idx(root: Path, folder: str, tv_class: str, *, download: bool, verify:
                      mean=(mean,), std=(std,))
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist",
+                   sizes=DatasetSizes(train=60_000, test=10_000, shape=(1, 28, 28), classes=10))
 def load_mnist(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """MNIST (torchvision IDX files under DATA_ROOT/MNIST/raw)."""
     return _load_idx(root, "MNIST", "MNIST", download=download, verify=verify,
                      mean=0.1307, std=0.3081, name="mnist")
 
 
-@DATASETS.register("fashion-mnist")
+@DATASETS.register("fashion-mnist",
+                   sizes=DatasetSizes(train=60_000, test=10_000, shape=(1, 28, 28), classes=10))
 def load_fashion_mnist(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """Fashion-MNIST (IDX files under DATA_ROOT/FashionMNIST/raw)."""
     return _load_idx(root, "FashionMNIST", "FashionMNIST", download=download, verify=verify,
@@ -237,13 +240,15 @@ def _load_cifar(name: str, root: Path, *, download: bool, verify: bool) -> Image
     return ImageData(name, x_tr, y_tr, x_te, y_te, spec["num_classes"], spec["mean"], spec["std"])
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10",
+                   sizes=DatasetSizes(train=50_000, test=10_000, shape=(3, 32, 32), classes=10))
 def load_cifar10(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """CIFAR-10 (python batches under DATA_ROOT/cifar-10-batches-py)."""
     return _load_cifar("cifar10", root, download=download, verify=verify)
 
 
-@DATASETS.register("cifar100")
+@DATASETS.register("cifar100",
+                   sizes=DatasetSizes(train=50_000, test=10_000, shape=(3, 32, 32), classes=100))
 def load_cifar100(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """CIFAR-100 fine labels (DATA_ROOT/cifar-100-python)."""
     return _load_cifar("cifar100", root, download=download, verify=verify)
@@ -276,14 +281,16 @@ def _load_cifar_n(name: str, base: str, file: str, sets: dict[str, str], root: P
     return data
 
 
-@DATASETS.register("cifar10n")
+@DATASETS.register("cifar10n",
+                   sizes=DatasetSizes(train=50_000, test=10_000, shape=(3, 32, 32), classes=10))
 def load_cifar10n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """CIFAR-10 images with the CIFAR-10N human label sets (aggre, worse, random1-3)."""
     return _load_cifar_n("cifar10n", "cifar10", "CIFAR-10_human.pt", CIFAR10N_SETS, root,
                          download=download, verify=verify)
 
 
-@DATASETS.register("cifar100n")
+@DATASETS.register("cifar100n",
+                   sizes=DatasetSizes(train=50_000, test=10_000, shape=(3, 32, 32), classes=100))
 def load_cifar100n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """CIFAR-100 images with the CIFAR-100N human labels (noisy100)."""
     return _load_cifar_n("cifar100n", "cifar100", "CIFAR-100_human.pt", CIFAR100N_SETS, root,

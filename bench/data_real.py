@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from bench.errors import DataError
-from bench.image_data import ImageData, data_root
+from bench.image_data import DatasetSizes, ImageData, data_root
 from bench.registry import DATASETS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -248,7 +248,8 @@ def _clothing1m_set(folder: Path, keys: list[str], name: str) -> FileImageSet:
     return FileImageSet(folder, keys, name=name)
 
 
-@DATASETS.register("clothing1m")
+@DATASETS.register("clothing1m",  # the noisy training set as released
+                   sizes=DatasetSizes(train=1_000_000, test=10_526, shape=(3, 224, 224), classes=14))
 def load_clothing1m(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """Clothing1M: 1M noisy web images of 14 clothing classes; clean test set of 10,526.
 
@@ -319,7 +320,8 @@ def _class_index(keys: list[str], index: dict[str, int], path: Path, name: str) 
                         "meta/classes.txt") from None
 
 
-@DATASETS.register("food101n")
+@DATASETS.register("food101n",  # the noisy training set as released
+                   sizes=DatasetSizes(train=310_009, test=25_250, shape=(3, 224, 224), classes=101))
 def load_food101n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """Food-101N: 310k web images of the 101 Food-101 classes; Food-101's test split.
 
@@ -359,7 +361,8 @@ WEBVISION_FILES = ("info/train_filelist_google.txt", "info/val_filelist.txt")
 MINI_WEBVISION_CLASSES = 50
 
 
-@DATASETS.register("webvision")
+@DATASETS.register("webvision",  # mini-WebVision: the first 50 classes
+                   sizes=DatasetSizes(train=65_944, test=2_500, shape=(3, 224, 224), classes=50))
 def load_webvision(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """Mini-WebVision: the Google images of WebVision 1.0's first 50 classes (about 66k).
 

@@ -1,4 +1,4 @@
-"""What every dataset loader returns, and where dataset files are read from.
+"""What every dataset loader returns, the sizes it declares, and where dataset files are read from.
 
 A module of its own below both loader modules (:mod:`bench.data`, the in-memory datasets, and
 :mod:`bench.data_real`, the file-backed ones), so that neither needs the other.
@@ -13,6 +13,22 @@ from typing import Any
 
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class DatasetSizes:
+    """The sizes a dataset's loader returns, stated at its registration
+    (``@DATASETS.register(name, sizes=DatasetSizes(...))``) so that a grid can be costed
+    without reading a file (:mod:`bench.cost_model`).
+
+    train, test: images in the training and test sets; shape: one image's (C, H, W);
+    classes: the number of classes.
+    """
+
+    train: int
+    test: int
+    shape: tuple[int, int, int]
+    classes: int
 
 
 @dataclass

@@ -69,6 +69,10 @@ class Method:
         pool, kept when score <= f); see :mod:`bench.selection`.
     constant_state: the attributes a checkpoint leaves out; every other attribute set in
         ``__init__`` is checkpointed (:meth:`state_dict`), whatever training does with it.
+    training_passes: the training cost of an epoch, in steps of one network over the training
+        set (None: a schedule of its own, which :mod:`bench.cost_model` counts);
+        eval_networks: the networks evaluated on the test set each epoch. Every registered
+        method declares both, for the cost model.
     """
 
     Config: ClassVar[type] = NoConfig
@@ -77,6 +81,8 @@ class Method:
     # attributes fixed at construction by the config and the run (a split, per-class counts,
     # a phase's first epoch): a checkpoint leaves them out, a fresh instance holds them already
     constant_state: ClassVar[tuple[str, ...]] = ()
+    training_passes: ClassVar[float | None]
+    eval_networks: ClassVar[int]
 
     def __init__(self, config: Any, ctx: "RunContext") -> None:
         self.config = config
@@ -308,6 +314,8 @@ class BatchMethod(Method):
         no host synchronisation), so the seeds of a cell can train as one fused model.
     per_sample_loss: ``train_loss`` is the per-sample mean over the epoch (see
         :class:`EpochTally`).
+    training_passes, eval_networks: ``num_networks`` each, set for every subclass: each network
+        trains one step per batch and is evaluated.
 
     Subclasses implement :meth:`batch_loss` and, where the loss depends on the epoch or the
     step, :meth:`step_state` (and :meth:`epoch_extra` for per-epoch diagnostics). The loop
@@ -319,6 +327,11 @@ class BatchMethod(Method):
     joint_optimizer: ClassVar[bool] = False
     fusable: ClassVar[bool] = True
     per_sample_loss: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.training_passes = float(cls.num_networks)
+        cls.eval_networks = cls.num_networks
 
     def __init__(self, config: Any, ctx: "RunContext") -> None:
         super().__init__(config, ctx)

@@ -125,6 +125,8 @@ def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
 class DivideMix(Method):
     Config = DivideMixConfig
     report = "ensemble"
+    training_passes = None     # warm-up then co-divide epochs: cost_model._dividemix_passes
+    eval_networks = 2          # net1 and net2, whose summed logits are reported
     score_kind = "posterior"       # net1's GMM clean probability (its division)
 
     @classmethod

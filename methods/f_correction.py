@@ -119,6 +119,8 @@ class ForwardCorrection(Method):
     """
 
     report = "net1"
+    training_passes = 1.0    # one network; the two stages share the run's epochs
+    eval_networks = 1
     train_pool: torch.Tensor | None = None   # the samples trained on (None: all)
     network_name: str | None = None          # None: the run's network
 
@@ -274,6 +276,7 @@ class FCorrectionPatrini(FCorrection):
 
     Config = FCorrectionPatriniConfig
     constant_state = ("network_name", "train_pool", "val_idx")
+    training_passes = 0.93   # trains 90%, one forward of the other 10%
 
     def __init__(self, config: FCorrectionPatriniConfig, ctx) -> None:
         Method.__init__(self, config, ctx)

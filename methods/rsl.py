@@ -263,6 +263,10 @@ class SmallLossSelection(Method):
 class RSL(SmallLossSelection):
     Config = RSLConfig
     report = "net1"
+    # coarse: step 1's CE steps and per-epoch loss record of every sample, then step 3's
+    # retraining of a fresh network
+    training_passes = 2.0
+    eval_networks = 1
 
     def __init__(self, config: RSLConfig, ctx) -> None:
         super().__init__(config, ctx)

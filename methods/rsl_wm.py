@@ -92,6 +92,10 @@ def loss_weights(mean_loss: torch.Tensor, noisy_labels: torch.Tensor, *, kappa: 
 class RSLWeightedMixMatch(SmallLossSelection):
     Config = RSLWMConfig
     report = "net1"
+    # coarse: MixMatch's steps carry three batches per iteration (one labelled view, two
+    # unlabelled) after RSL's step 1
+    training_passes = 3.0
+    eval_networks = 1          # the EMA model (net1)
     clean_val_ties = "first"       # Weighted_MixMatch_train_CIFAR.py: is_best = val_acc > best_acc
 
     def __init__(self, config: RSLWMConfig, ctx) -> None:

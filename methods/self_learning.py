@@ -146,6 +146,8 @@ class SelfLearning(Method):
     Config = SelfLearningConfig
     report = "net1"
     constant_state = ("first_correction",)
+    training_passes = 1.2    # one network's step plus the label-correction forwards
+    eval_networks = 1
 
     def __init__(self, config: SelfLearningConfig, ctx) -> None:
         super().__init__(config, ctx)

@@ -1,5 +1,5 @@
-"""The cost model (bench.cost_model, bench.cpu_cost): FLOPs, registry coverage, GPU- and
-CPU-hour estimates."""
+"""The cost model (bench.cost_model, bench.cpu_cost): FLOPs, the registries' cost metadata,
+GPU- and CPU-hour estimates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from bench import cost_model, cpu_cost
 from bench.config import RunSpec, TrainConfig
+from bench.image_data import DatasetSizes
 from bench.registry import DATASETS, METHODS, NETWORKS
+from methods.base import BatchMethod
 
 # Forward MACs of one image, as the forward-hook counter that FlopCounterMode replaced gave
 # them (per conv: output elements x in_channels / groups x kernel area; per linear: output
@@ -49,11 +51,32 @@ def test_every_registered_network_has_a_benchmark_input() -> None:
     assert {shapes[n] for n in ("cnn6", "cnn9", "lenet", "preact_resnet18")} == {(3, 32, 32)}
 
 
-def test_the_tables_cover_the_registries_exactly() -> None:
-    assert set(cost_model.DATASET_FACTS) == set(DATASETS.names())
-    assert set(cost_model.METHOD_PASSES) == set(METHODS.names())
-    assert set(cost_model.EVAL_NETWORKS) <= set(METHODS.names())
+def test_every_registered_name_has_cost_metadata() -> None:
+    for name in DATASETS.names():
+        assert isinstance(cost_model.declared_sizes(name), DatasetSizes), name
+    for name in METHODS.names():
+        cost = cost_model.declared_cost(name)
+        assert cost is not None, f"{name} declares no training_passes / eval_networks"
+        assert cost.training_passes is None or cost.training_passes > 0, name
+        assert cost.eval_networks >= 1, name
     assert set(cost_model.H100_TARGETS) <= set(NETWORKS.names())
+
+
+def test_a_batch_method_costs_one_pass_and_one_evaluation_per_network() -> None:
+    batch = [n for n in METHODS.names() if issubclass(METHODS.get(n), BatchMethod)]
+    assert {METHODS.get(n).num_networks for n in batch} == {1, 2}
+    for name in batch:
+        networks = METHODS.get(name).num_networks
+        assert cost_model.method_cost(name) == (float(networks), networks), name
+
+
+@pytest.mark.parametrize("method", ["standard", "jocor", "self_learning", "rsl_wm"])
+def test_network_images_read_the_declared_cost(method) -> None:
+    spec = _spec(method, dataset="mnist", epochs=3, batch_size=128, drop_last=True)
+    cls, sizes = METHODS.get(method), DATASETS.meta("mnist")["sizes"]
+    per_epoch = sizes.train - sizes.train % 128
+    assert cost_model.network_images(spec) == pytest.approx(
+        3 * (cls.training_passes * per_epoch + cls.eval_networks * sizes.test / 3))
 
 
 def _spec(method="standard", *, network="cnn6", dataset="cifar10", epochs=10, seed=1,
@@ -103,6 +126,23 @@ def test_names_without_facts_are_costed_by_fallbacks_and_said_so() -> None:
     assumptions = cost_model.estimate_grid_hours([odd])["assumptions"]
     assert "CIFAR-10 sizes assumed for synthetic" in assumptions
     assert "one training pass per epoch for unregistered" in assumptions
+
+
+def test_registered_names_without_declarations_fall_back_too(monkeypatch) -> None:
+    class Undeclared:
+        """A method class that states no cost."""
+
+    METHODS.names()       # the built-in methods first
+    monkeypatch.setitem(METHODS._items, "undeclared", Undeclared)
+    monkeypatch.setitem(DATASETS._items, "sizeless", DATASETS.get("cifar10"))
+    spec = dataclasses.replace(_spec(network="mlp", dataset="sizeless"), method="undeclared")
+    assert cost_model.declared_cost("undeclared") is None
+    assert cost_model.declared_sizes("sizeless") is None
+    assert cost_model.network_images(spec) == cost_model.network_images(
+        _spec(network="mlp", dataset="cifar10"))
+    assumptions = cost_model.estimate_grid_hours([spec])["assumptions"]
+    assert "CIFAR-10 sizes assumed for sizeless" in assumptions
+    assert "one training pass per epoch for undeclared" in assumptions
 
 
 def test_measured_gpu_throughput_overrides_targets(tmp_path) -> None:
