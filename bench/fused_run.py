@@ -152,61 +152,21 @@ def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,
     specs = list(specs)
     if not specs:
         return []
-    keys = {group_key(s) for s in specs}
-    if len(keys) != 1 or len({s.seed for s in specs}) != len(specs):
-        raise ConfigError("run_fused: the runs must share their configuration and differ in seed")
-    if not fusable(specs[0]):
-        raise ConfigError(f"{specs[0].method} with augment {specs[0].train.augment!r} cannot be "
-                          f"fused; fusable methods (without augmentation or a clean validation "
-                          f"split): {', '.join(fusable_methods())}")
+    _check_group(specs)
     dev = engine.pick_device(device)
     records = [engine.new_record(s, dev, compile=compile) for s in specs]
     alive = list(range(len(specs)))
     t0 = time.perf_counter()
     try:
-        ctxs: list[engine.RunContext] = []
-        methods: list[BatchMethod] = []
-        cleans: list[torch.Tensor] = []
-        data = on_device = None
-        for spec, record in zip(specs, records):
-            # the seeding and construction order of engine.run: the same initial weights
-            torch.manual_seed(spec.seed)
-            data, noisy, info = engine.prepare(spec, dev, data_root=data_root,
-                                               verify=verify_data, data=data)
-            if not data.in_memory:
-                raise ConfigError(f"--fuse-seeds needs a dataset held in memory; "
-                                  f"{spec.dataset} is read from disk per batch")
-            if on_device is None:   # one copy of the images on the device for the whole group
-                on_device = dataclasses.replace(data, train_images=data.train_images.to(dev))
-            nominal = info.pop("_nominal_matrix")
-            record.update(info)
-            ctx = engine.RunContext(spec, on_device, noisy, dev,
-                                    nominal_transition_matrix=nominal)
-            methods.append(engine.build_method(spec, ctx))
-            ctxs.append(ctx)
-            cleans.append(torch.as_tensor(data.train_labels, device=dev))
-        assert data is not None     # specs is not empty
-        test = (data.test_images.to(dev), torch.as_tensor(data.test_labels, device=dev))
-        group = _FusedGroup(methods, ctxs)
+        runs = _build_runs(specs, records, dev, data_root=data_root, verify=verify_data)
+        group = _FusedGroup(runs.methods, runs.ctxs)
         if compile:
             group.fused.compile()
         for epoch in range(specs[0].train.start_epoch, specs[0].train.epochs):
-            ctxs[0].apply_schedule(epoch)
-            results = group.train_epoch(epoch)
-            for g in list(alive):
-                result, record = results[g], records[g]
-                if not math.isfinite(result.train_loss):
-                    alive.remove(g)
-                    record.update(status="failed", error=(
-                        f"NonFiniteLossError: training loss is {result.train_loss} at epoch "
-                        f"{epoch}"))
-                    continue
-                engine.record_epoch(record["metrics"], epoch, methods[g], ctxs[g], result, test,
-                                    cleans[g])
-                if on_epoch is not None:
-                    on_epoch(g, epoch)
+            runs.ctxs[0].apply_schedule(epoch)
+            _record_epoch(epoch, group.train_epoch(epoch), runs, records, alive, on_epoch)
         for g in alive:
-            engine.finish_record(records[g], methods[g], records[g]["metrics"])
+            engine.finish_record(records[g], runs.methods[g], records[g]["metrics"])
     except BenchError:
         raise
     except Exception as exc:  # the group's failure is each remaining run's failure
@@ -215,10 +175,83 @@ def run_fused(specs: Sequence[RunSpec], *, device: str | None = None,
             records[g].update(status="failed", error=error)
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    wall = time.perf_counter() - t0
-    finished = engine._now()
+    _close(specs, records, time.perf_counter() - t0)
+    return records
+
+
+@dataclasses.dataclass
+class _Runs:
+    """The runs of a fused group: each one's context, method and clean training labels, and
+    the test set they share."""
+
+    ctxs: list[engine.RunContext]
+    methods: list[BatchMethod]
+    cleans: list[torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+def _check_group(specs: list[RunSpec]) -> None:
+    """Refuse runs that are not one cell's seeds, or whose method or protocol cannot fuse."""
+    keys = {group_key(s) for s in specs}
+    if len(keys) != 1 or len({s.seed for s in specs}) != len(specs):
+        raise ConfigError("run_fused: the runs must share their configuration and differ in seed")
+    if not fusable(specs[0]):
+        raise ConfigError(f"{specs[0].method} with augment {specs[0].train.augment!r} cannot be "
+                          f"fused; fusable methods (without augmentation or a clean validation "
+                          f"split): {', '.join(fusable_methods())}")
+
+
+def _build_runs(specs: list[RunSpec], records: list[dict], dev: torch.device, *, data_root,
+                verify: bool) -> _Runs:
+    """Every run's context and method, built in the seeding and construction order of
+    :func:`bench.engine.run` (so with the same initial weights), the dataset loaded once and
+    its training images held once on the device; each record takes its run's noise fields."""
+    ctxs: list[engine.RunContext] = []
+    methods: list[BatchMethod] = []
+    cleans: list[torch.Tensor] = []
+    data = on_device = None
+    for spec, record in zip(specs, records):
+        torch.manual_seed(spec.seed)
+        data, noisy, info = engine.prepare(spec, dev, data_root=data_root, verify=verify,
+                                           data=data)
+        if not data.in_memory:
+            raise ConfigError(f"--fuse-seeds needs a dataset held in memory; "
+                              f"{spec.dataset} is read from disk per batch")
+        if on_device is None:   # one copy of the images on the device for the whole group
+            on_device = dataclasses.replace(data, train_images=data.train_images.to(dev))
+        nominal = info.pop("_nominal_matrix")
+        record.update(info)
+        ctx = engine.RunContext(spec, on_device, noisy, dev, nominal_transition_matrix=nominal)
+        methods.append(engine.build_method(spec, ctx))
+        ctxs.append(ctx)
+        cleans.append(torch.as_tensor(data.train_labels, device=dev))
+    assert data is not None     # specs is not empty
+    test = (data.test_images.to(dev), torch.as_tensor(data.test_labels, device=dev))
+    return _Runs(ctxs, methods, cleans, test)
+
+
+def _record_epoch(epoch: int, results: list[EpochResult], runs: _Runs, records: list[dict],
+                  alive: list[int], on_epoch: Callable[[int, int], None] | None) -> None:
+    """Record the epoch of every run still alive; a run whose loss is not finite fails, its
+    record keeping the epochs it completed, and leaves ``alive``."""
+    for g in list(alive):
+        result, record = results[g], records[g]
+        if not math.isfinite(result.train_loss):
+            alive.remove(g)
+            record.update(status="failed", error=(
+                f"NonFiniteLossError: training loss is {result.train_loss} at epoch {epoch}"))
+            continue
+        engine.record_epoch(record["metrics"], epoch, runs.methods[g], runs.ctxs[g], result,
+                            runs.test, runs.cleans[g])
+        if on_epoch is not None:
+            on_epoch(g, epoch)
+
+
+def _close(specs: list[RunSpec], records: list[dict], wall: float) -> None:
+    """Stamp every record with its share of the group's wall time, the time it finished and
+    the group it trained in."""
+    finished = engine.utc_now()
     run_ids = [s.run_id for s in specs]
     for record in records:
         record.update(wall_seconds=wall / len(specs), finished_at=finished,
                       fused={"run_ids": run_ids, "group_wall_seconds": wall})
-    return records
