@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.engine import RunContext
+from bench.context import RunContext
 
 if TYPE_CHECKING:
     from torch.utils import benchmark

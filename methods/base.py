@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from bench.engine import RunContext
+    from bench.context import RunContext
 
 
 @dataclass(frozen=True)
