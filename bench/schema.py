@@ -10,7 +10,7 @@ checks of method parameters and network options in :mod:`bench.schema_params`.
 
 :func:`parse_grid` validates a parsed grid and raises :class:`~bench.schema_errors.GridError`,
 which carries the location of the fault in the data (the keys and list positions leading to it)
-and a one-line message; :mod:`bench.config` turns the location into the line of the file.
+and a one-line message; :mod:`bench.expansion` turns the location into the line of the file.
 
 Protocol presets: a ``train`` block may name a preset, ``train: {preset: jocor, decay_start:
 100}``; the preset's keys apply first and the block's own keys override them. A preset is one
@@ -31,6 +31,7 @@ from bench.schema_types import (DatasetName, DatasetNames, Fraction, Ints, Metho
                                 Name, NetworkName, NonNegative, NonNegativeInt, NoiseSeeds,
                                 NoiseType, NoiseTypes, Numbers, PaperName, Positive, PositiveInt,
                                 Protocol, Seeds, Strings, choice, one_or_many)
+from bench.spec import AUGMENTS, OPTIMIZERS, PRECISIONS, SCHEDULES
 from bench.yaml_loader import read_yaml
 
 __all__ = ["AUGMENTS", "OPTIMIZERS", "PRECISIONS", "PRESETS_DIR", "SCHEDULES", "GridError",
@@ -39,10 +40,6 @@ __all__ = ["AUGMENTS", "OPTIMIZERS", "PRECISIONS", "PRESETS_DIR", "SCHEDULES", "
            "validated"]
 
 PRESETS_DIR = Path(__file__).with_name("grids") / "presets"
-OPTIMIZERS = ("adam", "sgd", "adagrad")
-SCHEDULES = ("constant", "coteaching", "multistep")
-AUGMENTS = ("none", "crop_flip")
-PRECISIONS = ("fp32", "bf16")
 
 
 def _preset_names() -> list[str]:
@@ -88,7 +85,7 @@ class Reference(Strict):
 
 
 class TrainSettings(Strict):
-    """The keys of :class:`bench.config.TrainConfig`; a key left out keeps its default."""
+    """The keys of :class:`bench.spec.TrainConfig`; a key left out keeps its default."""
 
     where: ClassVar[str] = " in train"
     epochs: PositiveInt = _unset()
