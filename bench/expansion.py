@@ -58,8 +58,11 @@ from bench.schema_params import check_network_options
 from bench.spec import RunSpec, TrainConfig, resolve_method_params
 from bench.yaml_loader import NO_LINES, Lines, read_yaml
 
+
 @dataclass(frozen=True)
 class Grid:
+    """A grid's runs, in the order of its expansion, under the grid's name."""
+
     name: str
     path: Path | None
     runs: tuple[RunSpec, ...]
