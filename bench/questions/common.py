@@ -45,6 +45,13 @@ class Context:
         """Markdown lines linking ``path`` from a report beside ``figures_dir``."""
         return [f"![{alt}]({self.figures_dir.name}/{path.name})", ""] if path else []
 
+    def figure(self, draw: Callable[..., Path | None], data: Any, name: str, alt: str,
+               **options: Any) -> list[str]:
+        """``draw(data, <figures_dir>/<name>, **options)`` when the report draws figures, and
+        the markdown lines linking what it wrote."""
+        return self.figure_link(draw(data, self.figures_dir / name, **options)
+                                if self.figures else None, alt)
+
 
 @dataclass(frozen=True)
 class Question:

@@ -71,10 +71,10 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
     lines += table(["cells", "n", "rho [95% CI]", "p (cells as independent)", "accuracy"],
                     [(name, c.n_cells, f"{fmt(c.rho)} [{fmt(c.ci_low)}, {fmt(c.ci_high)}]", fmt_p(c.p_value),
                       _follows(c)) for name, c in corr])
-    path = question_figures.accuracy_vs_kept_noise(
-        cells, ctx.figures_dir / "question_dividemix_threshold.png",
-        ylabel="test accuracy (%)") if ctx.figures else None
-    return lines + ctx.figure_link(path, "accuracy against the kept set's label noise per p_threshold")
+    return lines + ctx.figure(question_figures.accuracy_vs_kept_noise, cells,
+                              "question_dividemix_threshold.png",
+                              "accuracy against the kept set's label noise per p_threshold",
+                              ylabel="test accuracy (%)")
 
 
 QUESTION = Question(

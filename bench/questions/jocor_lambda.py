@@ -54,10 +54,10 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
     if tests:
         lines += [f"co_lambda {DEFAULT_LAMBDA:g} against the best, per setting (Holm across the settings):", ""]
         lines += tests_table([(f"{s}: {DEFAULT_LAMBDA:g} − {best[s]:g}", t) for s, t in tests.items()])
-    path = question_figures.accuracy_by_parameter(
-        runs, ctx.figures_dir / "question_jocor_lambda.png", parameter="co_lambda",
-        ylabel="test accuracy (%)") if ctx.figures else None
-    return lines + ctx.figure_link(path, "accuracy against co_lambda per noise setting, band over seeds")
+    return lines + ctx.figure(question_figures.accuracy_by_parameter, runs,
+                              "question_jocor_lambda.png",
+                              "accuracy against co_lambda per noise setting, band over seeds",
+                              parameter="co_lambda", ylabel="test accuracy (%)")
 
 
 QUESTION = Question(

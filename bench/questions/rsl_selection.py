@@ -55,9 +55,8 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
         lines += tests_table([(f"{s}: classwise − global", t) for s, t in zip(names, tests)])
     counts = _class_counts(runs)
     lines += _class_table(counts)
-    path = question_figures.per_class_bars(counts, ctx.figures_dir / "question_rsl_per_class.png") \
-        if ctx.figures else None
-    return lines + ctx.figure_link(path, "selected samples per noisy class, class-wise against global")
+    return lines + ctx.figure(question_figures.per_class_bars, counts, "question_rsl_per_class.png",
+                              "selected samples per noisy class, class-wise against global")
 
 
 def _class_table(counts: pd.DataFrame) -> list[str]:

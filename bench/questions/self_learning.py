@@ -53,6 +53,12 @@ def dips_text(by_arm: dict[str, pd.DataFrame]) -> str:
     return "; ".join(f"{a} {mean_ci(g['dip'], 1)}" for a, g in by_arm.items() if a != BASELINE)
 
 
+def body_of(arms: Arms) -> Callable[[Context, pd.Series], list[str]]:
+    """The section body (:func:`section_body`) of a Deep Self-Learning grid whose arms are
+    ``arms``."""
+    return lambda ctx, acc: section_body(ctx, acc, arms)
+
+
 def section_body(ctx: Context, acc: pd.Series, arms: Arms) -> list[str]:
     """The answer, the per-arm table, the tests, the corrected labels per epoch and the figure."""
     comparison = _compare(ctx, acc, arms)

@@ -10,11 +10,10 @@ paper's.
 
 from __future__ import annotations
 
-import pandas as pd
 
 from bench import paired
-from bench.questions.common import Context, Question, comparison_text, mean_ci
-from bench.questions.self_learning import Arms, Comparison, dips_text, section_body
+from bench.questions.common import Question, comparison_text, mean_ci
+from bench.questions.self_learning import Arms, Comparison, body_of, dips_text
 
 REFERENCE = "eta 0.95"
 
@@ -48,10 +47,6 @@ ARMS = Arms(parameter="eta_threshold", name=lambda v: f"eta {float(v):g}", refer
             others="Higher thresholds", figure="question_self_learning_eta.png", answer=_answer)
 
 
-def _body(ctx: Context, acc: pd.Series) -> list[str]:
-    return section_body(ctx, acc, ARMS)
-
-
 QUESTION = Question(
     "Does the paper's prototype diversity threshold (eta < 0.95) explain the accuracy collapse after "
     "the first correction?",
@@ -59,4 +54,4 @@ QUESTION = Question(
     "below 0.95; in the features of a small network trained from scratch the densest samples of a "
     "class are near-duplicates, so the rule may keep sparse, mostly mislabelled ones. Does raising "
     "the threshold to 0.99 or 1.0 (the plain densest samples) remove the collapse after the first "
-    "correction?", "last", _body)
+    "correction?", "last", body_of(ARMS))

@@ -6,10 +6,9 @@ standard CE under the same schedule; the later starts are tested against start 1
 
 from __future__ import annotations
 
-import pandas as pd
 
-from bench.questions.common import Context, Question, comparison_text, mean_ci
-from bench.questions.self_learning import Arms, Comparison, dips_text, section_body
+from bench.questions.common import Question, comparison_text, mean_ci
+from bench.questions.self_learning import Arms, Comparison, body_of, dips_text
 
 REFERENCE = "start 1"
 
@@ -29,12 +28,8 @@ ARMS = Arms(parameter="correction_start_epoch", name=lambda v: f"start {int(v)}"
             others="Later starts", figure="question_self_learning_start.png", answer=_answer)
 
 
-def _body(ctx: Context, acc: pd.Series) -> list[str]:
-    return section_body(ctx, acc, ARMS)
-
-
 QUESTION = Question(
     "Does a later label-correction start remove Deep Self-Learning's dip?",
     "A re-implementer saw accuracy fall to about 30% after correcting from epoch 1, and a later "
     "start remove the dip without changing the final accuracy, and could not tell seed variance "
-    "from the effect.", "last", _body)
+    "from the effect.", "last", body_of(ARMS))
