@@ -28,9 +28,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# pyflakes and bugbear checks (pyproject.toml [tool.ruff]); seconds
+# pyflakes and bugbear checks (pyproject.toml [tool.ruff]), then the types of bench and methods
+# (mypy, pyproject.toml [tool.mypy]); under a minute
 lint: $(STAMP)
 	$(PY) -m ruff check bench methods tests
+	$(PY) -m mypy
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -27,6 +27,7 @@ import pandas as pd
 from bench import stats
 from bench.errors import BenchError
 from bench.papers import PROTOCOLS, load_paper_numbers, lookup, paper_runs
+from bench.tables import markdown_table
 
 __all__ = ["CheckError", "Setting", "Judgement", "judge", "parse_noise", "read_accuracies", "summary_sample",
            "check", "add_subcommand"]
@@ -258,9 +259,13 @@ def _n_text(j: Judgement, n_runs: float, assumed: bool) -> str:
     return f"{count}; mean taken as exact" if np.isfinite(n_runs) else "mean taken as exact"
 
 
-def _row(against: str, source: str, j: Judgement, n_text: str) -> str:
-    return (f"| {against} | {_ref_text(j)} | {source} | {n_text} | {j.test} | {_fmt(j.diff, '+.2f')} "
-            f"| [{_fmt(j.ci_low, '+.2f')}, {_fmt(j.ci_high, '+.2f')}] | {j.verdict} |")
+COLUMNS = ["against", "number", "source", "n", "test", "Δ = yours − it", "90% interval of Δ", "verdict"]
+
+
+def _row(against: str, source: str, j: Judgement, n_text: str) -> list[str]:
+    """One row of the table (:data:`COLUMNS`): a test of the user's runs against one reference."""
+    return [against, _ref_text(j), source, n_text, j.test, _fmt(j.diff, "+.2f"),
+            f"[{_fmt(j.ci_low, '+.2f')}, {_fmt(j.ci_high, '+.2f')}]", j.verdict]
 
 
 def _header(s: Setting, protocol: str, x: np.ndarray, origin: str, margin: float) -> list[str]:
@@ -272,8 +277,6 @@ def _header(s: Setting, protocol: str, x: np.ndarray, origin: str, margin: float
         f"your runs ({origin}): n {x.size}, mean {_fmt(mean)}, std {_fmt(std)}, 95% interval "
         f"[{_fmt(low)}, {_fmt(high)}]",
         "",
-        "| against | number | source | n | test | Δ = yours − it | 90% interval of Δ | verdict |",
-        "|---|---|---|---|---|---|---|---|",
     ]
 
 
@@ -289,19 +292,19 @@ def check(x: np.ndarray, s: Setting, *, origin: str, results: Path, margin: floa
     cells = _record_cells(grids, s, protocol)
     if row is None and not cells:
         raise _unknown_setting(s, papers, grids, results, protocol)
-    lines = _header(s, protocol, x, origin, margin)
+    rows = []
     if row is not None:
         j, n_text = _against_paper(x, row, margin=margin, alpha=alpha)
-        lines.append(_row(f"paper, {row['table']}", row["provenance"], j, n_text))
+        rows.append(_row(f"paper, {row['table']}", row["provenance"], j, n_text))
         notes += _paper_notes(row, j)
     else:
         notes.append(f"- no paper number of {s.paper} for this setting and protocol")
     for grid, acc in cells.items():
         j = judge(x, ref_mean=float(acc.mean()), ref_std=_std(acc), ref_n=float(acc.size), margin=margin, alpha=alpha)
-        lines.append(_row(f"suite, {grid}", f"{acc.size} records", j, _n_text(j, float(acc.size), False)))
+        rows.append(_row(f"suite, {grid}", f"{acc.size} records", j, _n_text(j, float(acc.size), False)))
     if not cells:
         notes.append(f"- no records of this setting under {results}")
-    return lines + [""] + notes
+    return _header(s, protocol, x, origin, margin) + [markdown_table(rows, COLUMNS, style="compact"), ""] + notes
 
 
 def _std(acc: np.ndarray) -> float:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.tables import markdown_table
 
 __all__ = ["OUTCOMES", "HOLDS", "REVERSED", "NOT_SHOWN", "NO_RUNS", "RESULT_COLUMNS", "evaluate_claims",
            "claims_markdown"]
@@ -33,13 +34,13 @@ RESULT_COLUMNS = ("n", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "o
 _TOL = 1e-6
 
 
-def _rate_key(rate: object) -> float:
+def _rate_key(rate: float | None) -> float:
     """The noise rate rounded to the matching tolerance; -1 for a blank rate (real-world noise)."""
     rate = math.nan if rate is None else float(rate)
     return -1.0 if math.isnan(rate) else round(rate / _TOL) * _TOL
 
 
-def _index_runs(runs: pd.DataFrame) -> dict:
+def _index_runs(runs: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """Runs by (dataset, noise_type, rate, method name), nominal noise model and finite accuracy only.
 
     A grid that runs variants of a method under other labels: a claim is about the method as its
@@ -54,18 +55,20 @@ def _index_runs(runs: pd.DataFrame) -> dict:
     return dict(tuple(runs.groupby(["dataset", "noise_type", "_rate", "_name"], sort=False)))
 
 
-def _test_claim(claim: pd.Series, index: dict) -> dict:
+def _test_claim(claim: pd.Series, index: dict[tuple, pd.DataFrame]) -> dict:
     nan = math.nan
     out = dict(n=0, mean_diff=nan, ci_low=nan, ci_high=nan, p_value=nan, p_holm=nan, outcome=NO_RUNS, reason="")
     cell = (claim["dataset"], claim["noise_type"], _rate_key(claim["noise_rate"]))
-    a, b = index.get(cell + (claim["better"],)), index.get(cell + (claim["worse"],))
-    missing = [m for m, r in ((claim["better"], a), (claim["worse"], b)) if r is None]
+    names = (claim["better"], claim["worse"])
+    found = {name: index[cell + (name,)] for name in names if cell + (name,) in index}
+    missing = [name for name in names if name not in found]
     if missing:
         out["reason"] = f"no runs of {' and '.join(missing)}"
         return out
     out["outcome"] = NOT_SHOWN
     by_pair = []
-    for name, r in ((claim["better"], a), (claim["worse"], b)):
+    for name in names:
+        r = found[name]
         accs = dict(zip(zip(r["seed"], r["noise_seed"]), r["acc"].astype(float)))
         if len(accs) < len(r):
             out["reason"] = f"several runs of {name} share a (seed, noise_seed): not paired"
@@ -130,12 +133,15 @@ def _num(x: float, fmt: str = "{:+.2f}") -> str:
     return fmt.format(x) if np.isfinite(x) else "–"
 
 
-def _row_markdown(row: pd.Series) -> str:
+COLUMNS = ["table", "setting", "claim", "provenance", "pairs", "Δ [95% CI]", "p (Holm)", "outcome"]
+
+
+def _row_cells(row: pd.Series) -> list[str]:
+    """One claim as the cells of :data:`COLUMNS`."""
     interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if np.isfinite(row["ci_low"]) else ""
     outcome = f"{row['outcome']} ({row['reason']})" if row["reason"] else row["outcome"]
-    return (f"| {row['table']} | {_setting(row)} | {row['better']} > {row['worse']} | {row['provenance']} "
-            f"| {int(row['n'])} | {_num(row['mean_diff'])} {interval} | {_num(row['p_holm'], '{:.3g}')} "
-            f"| {outcome} |")
+    return [row["table"], _setting(row), f"{row['better']} > {row['worse']}", row["provenance"], str(int(row["n"])),
+            f"{_num(row['mean_diff'])} {interval}", _num(row["p_holm"], "{:.3g}"), outcome]
 
 
 def claims_markdown(result: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:
@@ -158,11 +164,9 @@ def claims_markdown(result: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:
         "",
         f"{len(result)} claims: {summary}.",
         "",
-        "| table | setting | claim | provenance | pairs | Δ [95% CI] | p (Holm) | outcome |",
-        "|---|---|---|---|---|---|---|---|",
     ]
     judged = result[result["outcome"] != NO_RUNS]
-    lines += [_row_markdown(row) for _, row in judged.iterrows()]
+    lines += markdown_table([_row_cells(row) for _, row in judged.iterrows()], COLUMNS, style="compact").splitlines()
     return lines + [""] + _no_runs_lines(result[result["outcome"] == NO_RUNS])
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Callable, NoReturn
+from typing import Any, Callable, NoReturn
 
 EXIT_OK = 0
 EXIT_RUNS_FAILED = 1     # the grid ran, some runs failed
@@ -25,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _number(kind: type, minimum: float, *, strict: bool) -> Callable[[str], float]:
+def _number(kind: type, minimum: float, *, strict: bool) -> Callable[[str], Any]:
     relation = ">" if strict else ">="
     noun = "an integer" if kind is int else "a number"
 
@@ -70,3 +70,8 @@ def quiet_broken_pipe() -> int:
     except (OSError, ValueError):
         pass
     return EXIT_PIPE_CLOSED
+
+
+def first_line(text: str | None) -> str:
+    """The first line of an error text, at most 160 characters: what a one-line message quotes."""
+    return (text or "").strip().splitlines()[0][:160] if text and text.strip() else ""

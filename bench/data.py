@@ -7,58 +7,25 @@ and downloaded only when asked (``--download``). A missing or corrupt file is a
 :class:`~bench.errors.DataError` that names the folder, the files and how to get them.
 
 The real-world datasets whose images do not fit in memory (Clothing1M, Food-101N, WebVision)
-live in :mod:`bench.data_real`.
+live in :mod:`bench.data_real`, which this module imports so that loading this one registers
+every dataset. What both return, :class:`~bench.image_data.ImageData`, lives in
+:mod:`bench.image_data`, which depends on neither.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
+from bench import data_real  # noqa: F401  (registers the file-backed real-world datasets)
 from bench.errors import ConfigError, DataError
+from bench.image_data import DatasetSizes, ImageData, data_root
 from bench.registry import DATASETS
-
-
-@dataclass
-class ImageData:
-    """One dataset, train and test.
-
-    train_images: (N, C, H, W) uint8 tensor, or a lazy file-backed image set (bench.data_real).
-    train_labels: (N,) int64 clean labels; -1 where the clean label is unknown.
-    test_images: (M, C, H, W) uint8 tensor or lazy image set; test_labels: (M,) int64.
-    human_labels: label-set name -> (N,) int64, for datasets with real annotations (CIFAR-N).
-    mean, std: per-channel statistics for the methods that normalise (DivideMix, RSL).
-    val_images, val_labels: a clean validation set held out of the training images
-        (:func:`hold_out_clean`), or None.
-    """
-
-    name: str
-    train_images: Any
-    train_labels: np.ndarray
-    test_images: Any
-    test_labels: np.ndarray
-    num_classes: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    human_labels: dict[str, np.ndarray] = field(default_factory=dict)
-    default_noise_variant: str | None = None
-    val_images: Any = None
-    val_labels: np.ndarray | None = None
-
-    @property
-    def in_memory(self) -> bool:
-        return isinstance(self.train_images, torch.Tensor)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:]) if self.in_memory else self.train_images.shape
 
 
 def stratified_holdout(labels: np.ndarray, *, fraction: float,
@@ -109,10 +76,6 @@ def hold_out_clean(data: ImageData, noisy_labels: np.ndarray, *, fraction: float
     return held, np.asarray(noisy_labels)[train_idx]
 
 
-def data_root() -> Path:
-    return Path(os.environ.get("DATA_ROOT", "./data")).expanduser()
-
-
 def load_dataset(name: str, *, root: str | Path | None = None, download: bool = False,
                  verify: bool = True) -> ImageData:
     """Load a registered dataset from ``root`` (default ``DATA_ROOT``)."""
@@ -123,7 +86,8 @@ def load_dataset(name: str, *, root: str | Path | None = None, download: bool = 
 
 # ---- digits: the embedded default ------------------------------------------------------------
 
-@DATASETS.register("digits")
+@DATASETS.register("digits",
+                   sizes=DatasetSizes(train=1347, test=450, shape=(1, 8, 8), classes=10))
 def load_digits(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), a fixed stratified split.
 
@@ -161,27 +125,45 @@ _IDX_MD5 = {
 }
 
 
+def _require_files(name: str, folder: Path, files: Iterable[str], *,
+                   fetch: Callable[[], None] | None, hint: str) -> None:
+    """A one-line DataError naming the ``files`` missing in ``folder`` (after ``fetch()``, the
+    download, when given); ``hint`` completes "set DATA_ROOT to the folder that holds ..."."""
+    files = list(files)
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing and fetch is not None:
+        fetch()
+        missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{name}: missing {', '.join(missing)} in {folder}; set DATA_ROOT to the "
+                        f"folder that holds {hint}")
+
+
+def _verify_md5(name: str, folder: Path, md5s: Iterable[tuple[str, str]]) -> None:
+    """A one-line DataError for the first file of ``(file, md5)`` whose checksum differs."""
+    from torchvision.datasets.utils import check_integrity
+
+    for fname, md5 in md5s:
+        if not check_integrity(str(folder / fname), md5):
+            raise DataError(f"{name}: {folder / fname} is corrupt (md5 differs from {md5}); "
+                            "delete it and download again")
+
+
 def _load_idx(root: Path, folder: str, tv_class: str, *, download: bool, verify: bool,
               mean: float, std: float, name: str) -> ImageData:
     import torchvision.datasets as tvd
-    from torchvision.datasets.utils import check_integrity
 
     raw = root / folder / "raw"
     files = _IDX_MD5[folder]
-    missing = [f for f in files if not (raw / f).is_file()]
-    if missing and download:
+
+    def fetch() -> None:
         getattr(tvd, tv_class)(str(root), train=True, download=True)
         getattr(tvd, tv_class)(str(root), train=False, download=True)
-        missing = [f for f in files if not (raw / f).is_file()]
-    if missing:
-        raise DataError(
-            f"{name}: missing {', '.join(missing)} in {raw}; set DATA_ROOT to the folder that "
-            f"holds {folder}/raw, or pass --download to fetch them with torchvision")
+
+    _require_files(name, raw, files, fetch=fetch if download else None,
+                   hint=f"{folder}/raw, or pass --download to fetch them with torchvision")
     if verify:
-        for f, md5 in files.items():
-            if not check_integrity(str(raw / f), md5):
-                raise DataError(f"{name}: {raw / f} is corrupt (md5 differs from {md5}); "
-                                "delete it and download again")
+        _verify_md5(name, raw, files.items())
     try:
         train = getattr(tvd, tv_class)(str(root), train=True, download=False)
         test = getattr(tvd, tv_class)(str(root), train=False, download=False)
@@ -192,14 +174,16 @@ def _load_idx(root: Path, folder: str, tv_class: str, *, download: bool, verify:
                      mean=(mean,), std=(std,))
 
 
-@DATASETS.register("mnist")
+@DATASETS.register("mnist",
+                   sizes=DatasetSizes(train=60_000, test=10_000, shape=(1, 28, 28), classes=10))
 def load_mnist(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """MNIST (torchvision IDX files under DATA_ROOT/MNIST/raw)."""
     return _load_idx(root, "MNIST", "MNIST", download=download, verify=verify,
                      mean=0.1307, std=0.3081, name="mnist")
 
 
-@DATASETS.register("fashion-mnist")
+@DATASETS.register("fashion-mnist",
+                   sizes=DatasetSizes(train=60_000, test=10_000, shape=(1, 28, 28), classes=10))
 def load_fashion_mnist(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """Fashion-MNIST (IDX files under DATA_ROOT/FashionMNIST/raw)."""
     return _load_idx(root, "FashionMNIST", "FashionMNIST", download=download, verify=verify,
@@ -208,7 +192,7 @@ def load_fashion_mnist(root: Path, *, download: bool = False, verify: bool = Tru
 
 # ---- CIFAR-10 / CIFAR-100 (python pickle batches) --------------------------------------------
 
-_CIFAR = {
+_CIFAR: dict[str, dict[str, Any]] = {
     "cifar10": dict(folder="cifar-10-batches-py", tv_class="CIFAR10", label_key="labels",
                     train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
                     num_classes=10, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
@@ -240,37 +224,31 @@ def _load_cifar(name: str, root: Path, *, download: bool, verify: bool) -> Image
     spec = _CIFAR[name]
     folder = root / spec["folder"]
     expected = spec["train"] + spec["test"] + (["batches.meta"] if name == "cifar10" else ["meta"])
-    missing = [f for f in expected if not (folder / f).is_file()]
-    if missing and download:
-        import torchvision.datasets as tvd
+    import torchvision.datasets as tvd
 
+    def fetch() -> None:
         getattr(tvd, spec["tv_class"])(str(root), train=True, download=True)
-        missing = [f for f in expected if not (folder / f).is_file()]
-    if missing:
-        raise DataError(
-            f"{name}: missing {', '.join(missing)} in {folder}; set DATA_ROOT to the folder that "
-            f"holds {spec['folder']}/ (the python version of the dataset), or pass --download")
-    if verify:
-        import torchvision.datasets as tvd
-        from torchvision.datasets.utils import check_integrity
 
+    _require_files(name, folder, expected, fetch=fetch if download else None,
+                   hint=f"{spec['folder']}/ (the python version of the dataset), or pass "
+                        "--download")
+    if verify:
         cls = getattr(tvd, spec["tv_class"])
-        for fname, md5 in cls.train_list + cls.test_list:
-            if not check_integrity(str(folder / fname), md5):
-                raise DataError(f"{name}: {folder / fname} is corrupt (md5 differs from {md5}); "
-                                "delete it and download again")
+        _verify_md5(name, folder, cls.train_list + cls.test_list)
     x_tr, y_tr = _read_cifar_batches(folder, spec["train"], spec["label_key"], name)
     x_te, y_te = _read_cifar_batches(folder, spec["test"], spec["label_key"], name)
     return ImageData(name, x_tr, y_tr, x_te, y_te, spec["num_classes"], spec["mean"], spec["std"])
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10",
+                   sizes=DatasetSizes(train=50_000, test=10_000, shape=(3, 32, 32), classes=10))
 def load_cifar10(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """CIFAR-10 (python batches under DATA_ROOT/cifar-10-batches-py)."""
     return _load_cifar("cifar10", root, download=download, verify=verify)
 
 
-@DATASETS.register("cifar100")
+@DATASETS.register("cifar100",
+                   sizes=DatasetSizes(train=50_000, test=10_000, shape=(3, 32, 32), classes=100))
 def load_cifar100(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """CIFAR-100 fine labels (DATA_ROOT/cifar-100-python)."""
     return _load_cifar("cifar100", root, download=download, verify=verify)
@@ -303,14 +281,16 @@ def _load_cifar_n(name: str, base: str, file: str, sets: dict[str, str], root: P
     return data
 
 
-@DATASETS.register("cifar10n")
+@DATASETS.register("cifar10n",
+                   sizes=DatasetSizes(train=50_000, test=10_000, shape=(3, 32, 32), classes=10))
 def load_cifar10n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """CIFAR-10 images with the CIFAR-10N human label sets (aggre, worse, random1-3)."""
     return _load_cifar_n("cifar10n", "cifar10", "CIFAR-10_human.pt", CIFAR10N_SETS, root,
                          download=download, verify=verify)
 
 
-@DATASETS.register("cifar100n")
+@DATASETS.register("cifar100n",
+                   sizes=DatasetSizes(train=50_000, test=10_000, shape=(3, 32, 32), classes=100))
 def load_cifar100n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """CIFAR-100 images with the CIFAR-100N human labels (noisy100)."""
     return _load_cifar_n("cifar100n", "cifar100", "CIFAR-100_human.pt", CIFAR100N_SETS, root,
@@ -322,5 +302,3 @@ def load_cifar_n_labels(path: str | Path) -> dict[str, np.ndarray]:
     labels = torch.load(Path(path), weights_only=False)
     return {k: np.asarray(v) for k, v in labels.items()}
 
-
-import bench.data_real  # noqa: F401,E402  (the file-backed real-world datasets register)

@@ -1,6 +1,6 @@
 """Real-world noisy datasets read from their official releases: Clothing1M, Food-101N, WebVision.
 
-Their images do not fit in memory, so a loader returns an :class:`~bench.data.ImageData` whose
+Their images do not fit in memory, so a loader returns an :class:`~bench.image_data.ImageData` whose
 ``train_images`` / ``test_images`` are :class:`FileImageSet` objects: a list of files that
 :meth:`FileImageSet.load` decodes on demand (a small thread pool, PIL) into uint8 tensors
 ``(B, 3, 224, 224)``. Training loads resize the shorter side to 256, take a random 224 crop and
@@ -27,8 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from bench.data import ImageData, data_root
 from bench.errors import DataError
+from bench.image_data import DatasetSizes, ImageData, data_root
 from bench.registry import DATASETS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,6 +77,8 @@ class FileImageSet:
         self.shape = (3, self.crop, self.crop)
         self.num_threads = int(num_threads)
         self.seed = int(seed)
+        # Food-101N: per image 1 (label verified correct), 0 (verified wrong), -1 (unverified)
+        self.verification: np.ndarray | None = None
         self._calls = itertools.count()
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -223,6 +225,13 @@ def _no_download(name: str, download: bool) -> None:
         raise DataError(f"{name} cannot be downloaded automatically: {WHERE[name]}")
 
 
+def _release_folder(name: str, folder: Path, files: Iterable[str], *, download: bool) -> Path:
+    """``folder``, once it is known to hold the release's ``files`` (it cannot be downloaded)."""
+    _no_download(name, download)
+    _require(name, folder, files)
+    return folder
+
+
 # ---- Clothing1M ------------------------------------------------------------------------------
 
 CLOTHING1M_FILES = ("noisy_label_kv.txt", "clean_label_kv.txt", "noisy_train_key_list.txt",
@@ -239,7 +248,8 @@ def _clothing1m_set(folder: Path, keys: list[str], name: str) -> FileImageSet:
     return FileImageSet(folder, keys, name=name)
 
 
-@DATASETS.register("clothing1m")
+@DATASETS.register("clothing1m",  # the noisy training set as released
+                   sizes=DatasetSizes(train=1_000_000, test=10_526, shape=(3, 224, 224), classes=14))
 def load_clothing1m(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """Clothing1M: 1M noisy web images of 14 clothing classes; clean test set of 10,526.
 
@@ -247,9 +257,7 @@ def load_clothing1m(root: Path, *, download: bool = False, verify: bool = True) 
     human_labels["noisy"]: the web labels of ``noisy_label_kv.txt``.
     """
     name = "clothing1m"
-    _no_download(name, download)
-    folder = Path(root) / "clothing1m"
-    _require(name, folder, CLOTHING1M_FILES)
+    folder = _release_folder(name, Path(root) / "clothing1m", CLOTHING1M_FILES, download=download)
     noisy_kv = _key_value(folder / "noisy_label_kv.txt", name)
     clean_kv = _key_value(folder / "clean_label_kv.txt", name)
     train_keys = _lines(folder / "noisy_train_key_list.txt", name)
@@ -312,7 +320,8 @@ def _class_index(keys: list[str], index: dict[str, int], path: Path, name: str) 
                         "meta/classes.txt") from None
 
 
-@DATASETS.register("food101n")
+@DATASETS.register("food101n",  # the noisy training set as released
+                   sizes=DatasetSizes(train=310_009, test=25_250, shape=(3, 224, 224), classes=101))
 def load_food101n(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """Food-101N: 310k web images of the 101 Food-101 classes; Food-101's test split.
 
@@ -352,7 +361,8 @@ WEBVISION_FILES = ("info/train_filelist_google.txt", "info/val_filelist.txt")
 MINI_WEBVISION_CLASSES = 50
 
 
-@DATASETS.register("webvision")
+@DATASETS.register("webvision",  # mini-WebVision: the first 50 classes
+                   sizes=DatasetSizes(train=65_944, test=2_500, shape=(3, 224, 224), classes=50))
 def load_webvision(root: Path, *, download: bool = False, verify: bool = True) -> ImageData:
     """Mini-WebVision: the Google images of WebVision 1.0's first 50 classes (about 66k).
 
@@ -361,9 +371,7 @@ def load_webvision(root: Path, *, download: bool = False, verify: bool = True) -
     human_labels["noisy"].
     """
     name = "webvision"
-    _no_download(name, download)
-    folder = Path(root) / "webvision"
-    _require(name, folder, WEBVISION_FILES)
+    folder = _release_folder(name, Path(root) / "webvision", WEBVISION_FILES, download=download)
     train_kv = _key_value(folder / "info/train_filelist_google.txt", name)
     test_kv = _key_value(folder / "info/val_filelist.txt", name)
     train_keys = [k for k, v in train_kv.items() if v < MINI_WEBVISION_CLASSES]
@@ -411,10 +419,11 @@ def load_evaluation_sets(name: str, *, root: str | Path | None = None,
         val = root / "webvision" / "imagenet" / "val"
         if not val.is_dir():
             return {}
-        keys, labels = [], []
+        keys = []
+        classes: list[int] = []
         for c in range(MINI_WEBVISION_CLASSES):
             files = sorted(p.name for p in (val / str(c)).glob("*") if p.is_file())
             keys += [f"{c}/{f}" for f in files]
-            labels += [c] * len(files)
-        return {"ilsvrc12": (FileImageSet(val, keys, name=name), np.array(labels, dtype=np.int64))}
+            classes += [c] * len(files)
+        return {"ilsvrc12": (FileImageSet(val, keys, name=name), np.array(classes, dtype=np.int64))}
     return {}

@@ -19,40 +19,42 @@ over the stacked parameters performs exactly G independent updates (different le
 per run would need one parameter group per run; every run of a cell shares them). Anything that
 couples parameters globally (gradient-norm clipping, LARS) would not be per-run.
 
-Precision: the steps run in fp32 unless ``amp`` (CUDA bf16 autocast, ``train.precision:
-bf16``; :mod:`bench.fused_run` passes the runs' setting). Under ``torch.autocast`` vmap leaves
-convolutions and linear layers with batched weights in fp32, and its BatchNorm rule refuses
-bf16 inputs with fp32 running statistics; :meth:`FusedNetworks.forward` therefore casts the
-input and the conv/linear weights itself and runs BatchNorm in fp32, which is what an unfused
-AMP step computes.
+Precision: the forward passes run under the runs' autocast (fp32 unless ``train.precision:
+bf16``, CUDA bf16 autocast), the losses in fp32, as unfused steps. Under ``torch.autocast``
+vmap leaves convolutions and linear layers with batched weights in fp32, and its BatchNorm rule
+refuses bf16 inputs with fp32 running statistics; :meth:`FusedNetworks.forward` therefore casts
+the input and the conv/linear weights itself and runs BatchNorm in fp32, which is what an
+unfused AMP step computes.
 
 Randomness: dropout inside vmap draws independent masks per run (``randomness="different"``),
 but from one generator, so a fused run with dropout does not reproduce its unfused twin's masks;
 networks without dropout (mlp, cnn6, lenet, preact_resnet18) match their twins up to float
 rounding.
 
-Four fused training steps are provided: :func:`standard_step` (cross-entropy, one network per
-run), :func:`jocor_step` (JoCoR's joint loss and small-loss selection), :func:`coteaching_step`
-(Co-teaching's cross update) and :func:`decoupling_step` (update on disagreement), the last
-three with two networks per run, 2G-way fusion. Batches come from :func:`fused_train_batches`, which draws each run's own shuffled order
-from the same generator seeds as :meth:`bench.engine.RunContext.train_batches`, so a fused run
-sees exactly the batches of its unfused twin. Crop+flip augmentation is not fused (the
-Co-teaching family trains without it).
+Training: a :class:`~methods.base.BatchMethod` is a pure per-batch loss, and
+:func:`vmap_loss` runs that same loss over the stacked runs (``torch.func.vmap``), so a fused
+step computes, run by run, what the method's own step computes; :func:`stacked_forward` feeds
+each run's batch to its networks (for a two-network method, 2G-way fusion). The method's one
+epoch loop (:meth:`~methods.base.BatchMethod.fit_epoch`) drives both. Batches come from
+:func:`fused_train_batches`, which draws each run's own shuffled order from the same generator
+seeds as :meth:`bench.engine.RunContext.train_batches`, so a fused run sees exactly the batches
+of its unfused twin. Crop+flip augmentation is not fused (the Co-teaching family trains
+without it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["FusedNetworks", "fused_train_batches", "fused_channels_last", "standard_step",
-           "jocor_step", "coteaching_step", "decoupling_step"]
+from methods.base import BatchLoss, LossFn
+
+__all__ = ["FusedNetworks", "fused_train_batches", "fused_channels_last", "stacked_forward",
+           "vmap_loss"]
 
 
 def _safe(name: str) -> str:
@@ -214,7 +216,7 @@ def fused_channels_last(x: torch.Tensor) -> torch.Tensor:
 def fused_train_batches(images: torch.Tensor, labels: torch.Tensor, *,
                         generators: Sequence[torch.Generator], batch_size: int,
                         drop_last: bool = False, max_iters_per_epoch: int | None = None,
-                        mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                        normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
                         channels_last: bool = False,
                         ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch of per-run shuffled batches ``(x (G, B, C, H, W), y (G, B), idx (G, B))``.
@@ -224,7 +226,7 @@ def fused_train_batches(images: torch.Tensor, labels: torch.Tensor, *,
     generators: one CPU ``torch.Generator`` per run; run g's order is
         ``randperm(N, generator=generators[g])``, exactly the order of
         ``RunContext.train_batches`` with ``loader_gen`` seeded by the run's seed.
-    mean, std: (C,) normalisation, or None.
+    normalization: (C,) mean and std (:meth:`bench.engine.RunContext.normalization`), or None.
 
     The orders are drawn on the host once per epoch and moved in one copy; nothing in the loop
     waits for the device.
@@ -242,140 +244,50 @@ def fused_train_batches(images: torch.Tensor, labels: torch.Tensor, *,
         if channels_last and raw.dim() == 5:
             raw = fused_channels_last(raw)
         x = raw.float().div_(255.0)
-        if mean is not None:
+        if normalization is not None:
+            mean, std = normalization
             shape = (1, 1, -1) + (1,) * (x.dim() - 3)
             x = (x - mean.view(shape)) / std.view(shape)
         y = labels[idx] if labels.dim() == 1 else labels[runs, idx]
         yield x, y, idx
 
 
-# ---- fused training steps --------------------------------------------------------------------
+# ---- fused training -------------------------------------------------------------------------
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def stacked_forward(fused: FusedNetworks, x: torch.Tensor,
+                    networks_per_run: int) -> tuple[torch.Tensor, ...]:
+    """Logits of the networks of G runs, each run's batch fed to each of its networks.
 
-
-def _upcast(logits: torch.Tensor) -> torch.Tensor:
-    # losses in at least fp32 (bf16 logits out of autocast); float64 stays float64
-    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-
-
-def standard_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                  y: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
-    """One step of ``standard`` for every run: mean CE of each run's batch; returns (G,) losses.
-
-    x: (G, B, C, H, W); y: (G, B). The fused loss is the sum of the per-run means, so each run's
-    parameters receive exactly the gradient of its own mean loss.
+    fused: ``networks_per_run * G`` networks ordered [net1 of runs 0..G-1, net2 of runs
+        0..G-1, ...]; x: (G, B, ...). Returns one (G, B, K) tensor per network of a run.
     """
-    with _autocast(x.device, amp):
-        logits = fused(x)
-    g, b, k = logits.shape
-    per_sample = F.cross_entropy(_upcast(logits).reshape(g * b, k), y.reshape(-1),
-                                 reduction="none").view(g, b)
-    losses = per_sample.mean(1)
-    optimizer.zero_grad(set_to_none=True)
-    losses.sum().backward()
-    optimizer.step()
-    return losses.detach()
-
-
-def jocor_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, *, co_lambda: float, num_remember: int,
-               select_on: str = "joint", stable_kl: bool = False, amp: bool = False,
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One JoCoR step for G runs fused with both of their networks (2G-way fusion).
-
-    fused: 2G networks ordered [net1 of runs 0..G-1, net2 of runs 0..G-1].
-    x: (G, B, C, H, W); y: (G, B). Each run keeps its ``num_remember`` samples of smallest joint
-    loss (methods.jocor.jocor_loss) and both of its networks follow the mean joint loss over
-    them. Returns the (G,) losses and the (G, num_remember) kept batch positions.
-    """
-    from methods.jocor import jocor_joint_loss
-
     g = x.shape[0]
-    logits = _pair_logits(fused, x, amp, "jocor_step")
-    _, b, k = logits.shape
-    joint, ce = jocor_joint_loss(logits[:g].reshape(g * b, k), logits[g:].reshape(g * b, k),
-                                 y.reshape(-1), co_lambda=co_lambda, stable_kl=stable_kl)
-    joint, ce = joint.view(g, b), ce.view(g, b)
-    rank = joint if select_on == "joint" else ce
-    pick = torch.topk(rank.detach(), num_remember, dim=1, largest=False, sorted=False).indices
-    losses = joint.gather(1, pick).mean(1)
-    optimizer.zero_grad(set_to_none=True)
-    losses.sum().backward()
-    optimizer.step()
-    return losses.detach(), pick
+    if fused.num_runs != networks_per_run * g:
+        raise ValueError(f"{fused.num_runs} fused networks for {g} runs of "
+                         f"{networks_per_run} network(s)")
+    stacked = x
+    if networks_per_run > 1:
+        stacked = torch.cat([x] * networks_per_run)
+        if x.dim() == 5 and x.permute(1, 3, 4, 0, 2).is_contiguous() and not x.is_contiguous():
+            stacked = fused_channels_last(stacked)                     # keep the fused layout
+    return tuple(fused(stacked).unflatten(0, (networks_per_run, g)).unbind(0))
 
 
-def _pair_logits(fused: FusedNetworks, x: torch.Tensor, amp: bool, name: str) -> torch.Tensor:
-    """Logits (2G, B, K) of the two networks of G runs, each run's batch fed to both."""
-    g = x.shape[0]
-    if fused.num_runs != 2 * g:
-        raise ValueError(f"{name}: {fused.num_runs} networks for {g} runs (need 2 per run)")
-    both = torch.cat([x, x])
-    if x.dim() == 5 and x.permute(1, 3, 4, 0, 2).is_contiguous() and not x.is_contiguous():
-        both = fused_channels_last(both)                               # keep the fused layout
-    with _autocast(x.device, amp):
-        logits = fused(both)
-    return _upcast(logits)
+def vmap_loss(batch_loss: LossFn) -> LossFn:
+    """A :meth:`~methods.base.BatchMethod.batch_loss` over a leading run dimension.
 
-
-def _pair_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample cross-entropy (2, G, B) of the pair logits (2G, B, K) against y (G, B)."""
-    two_g, b, k = logits.shape
-    return F.cross_entropy(logits.reshape(two_g * b, k), torch.cat([y, y]).reshape(-1),
-                           reduction="none").view(2, two_g // 2, b)
-
-
-def coteaching_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                    y: torch.Tensor, *, num_remember: int, normalization: str = "official",
-                    amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Co-teaching step for G runs fused with both of their networks (2G-way fusion).
-
-    fused: 2G networks ordered [net1 of runs 0..G-1, net2 of runs 0..G-1]; x: (G, B, ...);
-    y: (G, B). In each run every network keeps its ``num_remember`` smallest-CE samples and its
-    peer is updated on them (methods.small_loss.coteaching_losses, with the same
-    normalisation). One optimiser over the stacked parameters stands for the code's two Adam
-    optimisers (elementwise updates). Returns net1's (G,) losses and the (G, num_remember)
-    batch positions net1 kept.
+    The returned function takes logits (G, B, K) per network, labels and indices (G, B) and the
+    step state shared by the runs, and returns the :class:`~methods.base.BatchLoss` of every
+    run: (G,) losses, (G, B) selection and scores. Each run's values are the loss's own.
     """
-    ce = _pair_ce(_pair_logits(fused, x, amp, "coteaching_step"), y)
-    pick1 = torch.topk(ce[0].detach(), num_remember, dim=1, largest=False, sorted=False).indices
-    pick2 = torch.topk(ce[1].detach(), num_remember, dim=1, largest=False, sorted=False).indices
-    loss1 = ce[0].gather(1, pick2).mean(1)
-    loss2 = ce[1].gather(1, pick1).mean(1)
-    if normalization == "official":
-        loss1, loss2 = loss1 / num_remember, loss2 / num_remember
-    optimizer.zero_grad(set_to_none=True)
-    (loss1 + loss2).sum().backward()
-    optimizer.step()
-    return loss1.detach(), pick1
+    def fused_loss(logits: tuple[torch.Tensor, ...], labels: torch.Tensor,
+                   indices: torch.Tensor, state: Any) -> BatchLoss:
+        def one_run(run_logits: tuple[torch.Tensor, ...], run_labels: torch.Tensor,
+                    run_indices: torch.Tensor) -> dict:
+            out = batch_loss(run_logits, run_labels, run_indices, state)
+            # vmap returns tensors only: the fields a method leaves None are dropped here
+            return {k: v for k, v in out._asdict().items() if v is not None}
 
+        return BatchLoss(**vmap(one_run)(logits, labels, indices))
 
-def decoupling_step(fused: FusedNetworks, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                    y: torch.Tensor, *, warmup: bool = False, min_batch_fraction: float = 0.1,
-                    amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Decoupling step for G runs fused with both of their networks (2G-way fusion).
-
-    fused: 2G networks ordered [net1 of runs 0..G-1, net2 of runs 0..G-1]; x: (G, B, ...);
-    y: (G, B). In each run both networks are updated on the samples where their predictions
-    disagree (every sample while ``warmup``), the CE sum divided by
-    ``max(min_batch_fraction * B, #disagreements)`` (methods.decoupling.decoupling_losses).
-    Returns net1's (G,) losses and the (G, B) bool update sets.
-    """
-    g, b = y.shape
-    logits = _pair_logits(fused, x, amp, "decoupling_step")
-    update = logits[:g].detach().argmax(-1) != logits[g:].detach().argmax(-1)
-    if warmup:
-        update = torch.ones_like(update)
-    weights = update.to(logits.dtype)
-    denom = torch.clamp(weights.sum(1), min=max(min_batch_fraction * b, 1e-12))
-    ce = _pair_ce(logits, y)
-    loss1 = (ce[0] * weights).sum(1) / denom
-    loss2 = (ce[1] * weights).sum(1) / denom
-    optimizer.zero_grad(set_to_none=True)
-    (loss1 + loss2).sum().backward()
-    optimizer.step()
-    return loss1.detach(), update
+    return fused_loss

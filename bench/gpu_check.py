@@ -12,7 +12,7 @@
    repository's ``results/``, never into it.
 3. Printed, and written to ``reports/gpu_check.md``: for each network and path of the
    benchmark, images per second on this GPU beside the CPU figure and the H100 target
-   (:data:`bench.perf.H100_TARGETS`); for the cell, its seconds per epoch and network-images
+   (:data:`bench.cost_model.H100_TARGETS`); for the cell, its seconds per epoch and network-images
    per second.
 
 Each step runs in a child process under what is left of ``--budget-seconds`` (default 460 s,
@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.tables import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 PERF_JSON = REPO / "reports" / "perf.json"
@@ -111,12 +113,11 @@ def _fmt(value, spec: str = ",.0f") -> str:
 def render(device: str, rows: list[dict], cell: dict, cpu: dict | None, steps: list[str]) -> str:
     lines = ["# GPU check", "", f"Device: {device}. CPU figures: "
              + (f"{cpu['device']}, {cpu['date']}" if cpu else "none measured") + ".", "",
-             "Steps: " + "; ".join(steps) + ".", "",
-             "| network | path | GPU images/s | CPU images/s | H100 target | GPU / target |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['network']} | {r['mode']} | {_fmt(r['gpu'])} | {_fmt(r['cpu'])} | "
-                     f"{_fmt(r['target'])} | {_fmt(r['of_target'], '.2f')} |")
+             "Steps: " + "; ".join(steps) + ".", ""]
+    lines += markdown_table([[r["network"], r["mode"], _fmt(r["gpu"]), _fmt(r["cpu"]), _fmt(r["target"]),
+                              _fmt(r["of_target"], ".2f")] for r in rows],
+                            ["network", "path", "GPU images/s", "CPU images/s", "H100 target", "GPU / target"],
+                            style="compact").splitlines()
     lines += ["", "jocor_cifar10, JoCoR symmetric 50%, seeds fused, real CIFAR-10: "
               + (f"{cell['runs']} runs x {cell['epochs']} epochs, {cell['wall_seconds']:.1f} s, "
                  f"{_fmt(cell['seconds_per_epoch'], '.2f')} s per epoch, "
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoCudaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from bench.perf import H100_TARGETS
+    from bench.cost_model import H100_TARGETS
     from bench.store import iter_record_paths, read_record
 
     deadline = time.monotonic() + args.budget_seconds

@@ -17,6 +17,8 @@ from typing import Iterable
 
 import pandas as pd
 
+from bench.tables import markdown_table
+
 __all__ = ["GRIDS_DIR", "split_runs", "left_out_lines"]
 
 GRIDS_DIR = Path(__file__).with_name("grids")
@@ -85,9 +87,9 @@ def left_out_lines(left: pd.DataFrame, damaged: Iterable[tuple[str, str]] = ()) 
         shown = pd.DataFrame({"record": [Path(str(p)).name for p in left.get("path", pd.Series([""] * len(left)))],
                               "label": left.get("label"), "setting": left.apply(_setting, axis=1),
                               "seed": left.get("seed"), "why": left["why"]})
-        lines += ["Records that join no cell:", "", shown.to_markdown(index=False, disable_numparse=True), ""]
+        lines += ["Records that join no cell:", "", markdown_table(shown), ""]
     if damaged:
         shown = pd.DataFrame({"file": [str(p) for p, _ in damaged], "why": [str(r) for _, r in damaged]})
         lines += ["Damaged record files (not readable; skipped):", "",
-                  shown.to_markdown(index=False, disable_numparse=True), ""]
+                  markdown_table(shown), ""]
     return lines

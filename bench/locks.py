@@ -8,7 +8,7 @@ holds JSON::
      "run_id": ..., "started": <unix time>, "heartbeat": <unix time>, "epoch": ...}
 
 A background thread of the process running the run rewrites it every ``heartbeat_seconds``
-(atomically: temporary file + rename). A lock is *live* while its heartbeat is younger than the
+(atomically, :mod:`bench.atomic`). A lock is *live* while its heartbeat is younger than the
 stale timeout and, when it was taken on this host, its process still exists (the process's
 start time guards against a recycled pid). A runner that finds a lock that is not live breaks it
 and takes the run over; breaking goes through a second ``O_EXCL`` file so that two runners
@@ -28,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from bench.atomic import atomic_write_json
 
 HOST = socket.gethostname()
 # a lock file still empty this long after creation belongs to a process that died creating it
@@ -142,15 +144,6 @@ def lock_is_live(path: Path, *, stale_seconds: float) -> bool:
     return holder_alive(read_lock(path), path, stale_seconds=stale_seconds)
 
 
-def _write_atomic(path: Path, info: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{info['nonce']}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(info, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 class RunLock:
     """A claimed run; :meth:`start_heartbeat` keeps it live, :meth:`release` frees it."""
 
@@ -189,7 +182,7 @@ class RunLock:
                 self.info["heartbeat"] = time.time()
                 snapshot = dict(self.info)
             try:
-                _write_atomic(self.path, snapshot)
+                atomic_write_json(self.path, snapshot)
             except OSError:
                 return False
         return True
@@ -256,7 +249,7 @@ def acquire(path: str | Path, info: dict, *, stale_seconds: float,
             seen = read_lock(path)
             same_task = (seen is not None and takeover_nonce is not None
                          and seen.get("nonce") == takeover_nonce)
-            if same_task:
+            if same_task and seen is not None:
                 alive = seen.get("host") == HOST and pid_alive(int(seen.get("pid", -1)),
                                                               seen.get("pid_start"))
             else:
@@ -265,10 +258,8 @@ def acquire(path: str | Path, info: dict, *, stale_seconds: float,
                 return None
             _break(path, seen)
             continue
-        with os.fdopen(fd, "w") as fh:
-            json.dump(info, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.close(fd)   # the run is claimed; its content lands whole, never half written
+        atomic_write_json(path, info)
         return RunLock(path, info)
     return None
 

@@ -200,7 +200,7 @@ class _WideBlock(nn.Module):
             # as in the MixMatch WideResNet that RSL uses: the raw input feeds conv1 here
             out = self.conv1(x)
         out = self.conv2(F.leaky_relu(self.bn2(out), 0.1))
-        return out + (x if self.equal else self.shortcut(x))
+        return out + (x if self.shortcut is None else self.shortcut(x))
 
 
 def wrn_official_init(net: nn.Module) -> None:

@@ -19,9 +19,10 @@ the official code of that noise type (a draw's ``official_for``).
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping, SupportsInt
 
 import numpy as np
 
@@ -264,9 +265,11 @@ def human(clean_labels, *, num_classes, rate, rng, dataset, variant=None, featur
 # Signature: (clean_labels (N,), *, noise_type, num_classes, rate, seed, dataset, variant,
 # features, human_labels) -> NoiseDraw
 
-def _draw(name: str, *, noise_types: dict[str, tuple[str, ...] | None] | None,
-          official_for: tuple[str, ...] = (), official_seed: int | None = None) -> Callable:
-    """Register a noise draw with the settings it is defined for.
+class RegisteredDraw:
+    """A noise draw in ``NOISE_DRAWS``: its sampler and the settings it is defined for.
+
+    Calling it calls the sampler; its ``__doc__``, ``__name__`` and ``__wrapped__`` are the
+    sampler's, so that the registry documents the draw itself.
 
     noise_types: noise type -> the datasets it is defined for (None: any); None: every type.
     official_for: the noise types whose official code draws this way (``draw: official``).
@@ -274,26 +277,52 @@ def _draw(name: str, *, noise_types: dict[str, tuple[str, ...] | None] | None,
         the paper's own noisy labels (:func:`is_papers_draw`).
     """
 
-    def decorator(fn: Callable[..., NoiseDraw]) -> Callable[..., NoiseDraw]:
-        fn.noise_types = noise_types
-        fn.official_for = official_for
-        fn.official_seed = official_seed
-        return NOISE_DRAWS.register(name)(fn)
+    def __init__(self, sample: Callable[..., NoiseDraw], *,
+                 noise_types: Mapping[str, tuple[str, ...] | None] | None,
+                 official_for: tuple[str, ...] = (), official_seed: int | None = None) -> None:
+        functools.update_wrapper(self, sample)
+        self.sample = sample
+        self.noise_types = noise_types
+        self.official_for = official_for
+        self.official_seed = official_seed
+
+    def __call__(self, clean_labels: np.ndarray, **kwargs: Any) -> NoiseDraw:
+        return self.sample(clean_labels, **kwargs)
+
+
+def _draw(name: str, *, noise_types: Mapping[str, tuple[str, ...] | None] | None,
+          official_for: tuple[str, ...] = (), official_seed: int | None = None,
+          ) -> Callable[[Callable[..., NoiseDraw]], RegisteredDraw]:
+    """Register a noise draw under ``name`` with its settings (see :class:`RegisteredDraw`)."""
+
+    def decorator(sample: Callable[..., NoiseDraw]) -> RegisteredDraw:
+        draw = RegisteredDraw(sample, noise_types=noise_types, official_for=official_for,
+                              official_seed=official_seed)
+        return NOISE_DRAWS.register(name)(draw)
 
     return decorator
 
 
-def is_papers_draw(draw: str | None, noise_seed: object) -> bool:
+def _registered(draw: str) -> RegisteredDraw:
+    """The registered draw of that name (the registry's one-line error for an unknown one)."""
+    entry = NOISE_DRAWS.get(draw)
+    if not isinstance(entry, RegisteredDraw):
+        raise TypeError(f"noise draw {draw!r} is registered as a {type(entry).__name__}, "
+                        "not through bench.noise's draw decorator")
+    return entry
+
+
+def is_papers_draw(draw: str | None, noise_seed: SupportsInt | None) -> bool:
     """Whether (draw, noise_seed) is the official code's default draw, i.e. the paper's labels."""
     if not draw or draw not in NOISE_DRAWS:
         return False
-    seed = NOISE_DRAWS.get(draw).official_seed
+    seed = _registered(draw).official_seed
     return seed is not None and noise_seed is not None and int(noise_seed) == seed
 
 
 def check_draw(draw: str, noise_type: str, dataset: str) -> None:
     """Raise a one-line ConfigError unless ``draw`` defines ``noise_type`` noise on ``dataset``."""
-    types = NOISE_DRAWS.get(draw).noise_types
+    types = _registered(draw).noise_types
     if types is None:
         return
     if noise_type not in types:
@@ -311,14 +340,14 @@ def resolve_draw(draw: str, noise_type: str) -> str:
         NOISE_DRAWS.get(draw)  # the registry's one-line error for an unknown name
         return draw
     for name in NOISE_DRAWS.names():
-        if noise_type in NOISE_DRAWS.get(name).official_for:
+        if noise_type in _registered(name).official_for:
             return name
     raise ConfigError(f"no official noise draw is known for {noise_type!r} noise; official "
                       f"draws exist for {', '.join(sorted(_official_types()))}")
 
 
 def _official_types() -> set[str]:
-    return {t for name in NOISE_DRAWS.names() for t in NOISE_DRAWS.get(name).official_for}
+    return {t for name in NOISE_DRAWS.names() for t in _registered(name).official_for}
 
 
 @_draw("suite", noise_types=None)
@@ -416,7 +445,7 @@ def apply_noise(noise_type: str, clean_labels: np.ndarray, *, num_classes: int,
                 draw: str = "suite") -> NoiseDraw:
     """Draw the noisy labels of a run from its (noise type, rate, noise draw, noise seed)."""
     check_draw(draw, noise_type, dataset)
-    return NOISE_DRAWS.get(draw)(
+    return _registered(draw)(
         clean_labels, noise_type=noise_type, num_classes=num_classes, rate=rate,
         seed=noise_seed, dataset=dataset, variant=variant, features=features,
         human_labels=human_labels)

@@ -58,6 +58,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Callable, Mapping
 
 import pandas as pd
 
@@ -108,22 +109,21 @@ def _number(text: str, *, column: str, line: int) -> float:
         raise ValueError(f"line {line}: {column} {text!r} is not a number") from None
 
 
-def _check_row(row: dict, line: int) -> dict:
+def _check_row(row: dict[str, str | None], line: int) -> dict[str, str | float]:
     for col in _REQUIRED:
         if (row.get(col) or "").strip() == "":
             raise ValueError(f"line {line}: {col} is empty")
     _check_choice(row, "provenance", PROVENANCES, line)
     _check_choice(row, "protocol", PROTOCOLS, line)
-    out = {col: (row.get(col) or "").strip() for col in COLUMNS}
-    for col in _NUMERIC:
-        out[col] = _number(out[col], column=col, line=line)
-    if not 0.0 <= out["mean"] <= 100.0:
-        raise ValueError(f"line {line}: mean {out['mean']} is outside [0, 100]")
-    if not math.isnan(out["std"]) and out["std"] < 0:
-        raise ValueError(f"line {line}: std {out['std']} is negative")
-    _check_rate(out["noise_rate"], line)
-    _check_uncertainty(out, line)
-    return out
+    text = {col: (row.get(col) or "").strip() for col in COLUMNS}
+    numbers = {col: _number(text[col], column=col, line=line) for col in _NUMERIC}
+    if not 0.0 <= numbers["mean"] <= 100.0:
+        raise ValueError(f"line {line}: mean {numbers['mean']} is outside [0, 100]")
+    if not math.isnan(numbers["std"]) and numbers["std"] < 0:
+        raise ValueError(f"line {line}: std {numbers['std']} is negative")
+    _check_rate(numbers["noise_rate"], line)
+    _check_uncertainty(numbers["n_runs"], numbers["std"], text["std_over"], line)
+    return {**text, **numbers}
 
 
 def _check_rate(rate: float, line: int) -> None:
@@ -131,24 +131,26 @@ def _check_rate(rate: float, line: int) -> None:
         raise ValueError(f"line {line}: noise_rate {rate} is outside [0, 1]")
 
 
-def _check_choice(row: dict, col: str, choices: tuple[str, ...], line: int) -> None:
+def _check_choice(row: Mapping[str, str | None], col: str, choices: tuple[str, ...], line: int) -> None:
     if row[col] not in choices:
         raise ValueError(f"line {line}: {col} {row[col]!r} is not one of {', '.join(choices)}")
 
 
-def _check_uncertainty(out: dict, line: int) -> None:
-    n = out["n_runs"]
-    if not math.isnan(n) and (n < 1 or n != int(n)):
-        raise ValueError(f"line {line}: n_runs {n:g} is not a whole number >= 1")
-    if math.isnan(out["std"]):
-        if out["std_over"]:
-            raise ValueError(f"line {line}: std_over {out['std_over']!r} is given without a std")
-    elif out["std_over"] not in STD_OVER:
-        raise ValueError(f"line {line}: std_over {out['std_over']!r} is not one of {', '.join(STD_OVER)} "
+def _check_uncertainty(n_runs: float, std: float, std_over: str, line: int) -> None:
+    if not math.isnan(n_runs) and (n_runs < 1 or n_runs != int(n_runs)):
+        raise ValueError(f"line {line}: n_runs {n_runs:g} is not a whole number >= 1")
+    if math.isnan(std):
+        if std_over:
+            raise ValueError(f"line {line}: std_over {std_over!r} is given without a std")
+    elif std_over not in STD_OVER:
+        raise ValueError(f"line {line}: std_over {std_over!r} is not one of {', '.join(STD_OVER)} "
                          "(required where a std is given)")
 
 
-def _read_csv(path: Path, columns: tuple[str, ...], check_row, numeric: tuple[str, ...]) -> pd.DataFrame:
+_RowCheck = Callable[[dict[str, str | None], int], dict[str, str | float]]
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], check_row: _RowCheck, numeric: tuple[str, ...]) -> pd.DataFrame:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
@@ -177,18 +179,18 @@ def load_paper_numbers(path: str | Path | None = None) -> pd.DataFrame:
     return _read_csv(path, COLUMNS, _check_row, _NUMERIC)
 
 
-def _check_claim(row: dict, line: int) -> dict:
+def _check_claim(row: dict[str, str | None], line: int) -> dict[str, str | float]:
     for col in _CLAIM_REQUIRED:
         if (row.get(col) or "").strip() == "":
             raise ValueError(f"line {line}: {col} is empty")
-    out = {col: (row.get(col) or "").strip() for col in CLAIM_COLUMNS}
-    _check_choice(out, "provenance", PROVENANCES, line)
-    _check_choice(out, "protocol", PROTOCOLS, line)
-    if out["better"] == out["worse"]:
-        raise ValueError(f"line {line}: better and worse are both {out['better']!r}")
-    out["noise_rate"] = _number(out["noise_rate"], column="noise_rate", line=line)
-    _check_rate(out["noise_rate"], line)
-    return out
+    text = {col: (row.get(col) or "").strip() for col in CLAIM_COLUMNS}
+    _check_choice(text, "provenance", PROVENANCES, line)
+    _check_choice(text, "protocol", PROTOCOLS, line)
+    if text["better"] == text["worse"]:
+        raise ValueError(f"line {line}: better and worse are both {text['better']!r}")
+    rate = _number(text["noise_rate"], column="noise_rate", line=line)
+    _check_rate(rate, line)
+    return {**text, "noise_rate": rate}
 
 
 def load_claims(path: str | Path | None = None) -> pd.DataFrame:

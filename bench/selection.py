@@ -29,6 +29,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from bench.tables import markdown_table
+
 POINTS = {"posterior": tuple(round(0.1 * i, 1) for i in range(10)),
           "keep_fraction": tuple(round(0.1 * i, 1) for i in range(1, 11))}
 _EPS = 1e-9     # f * n computed in floating point: 0.3 * 10 must keep 3
@@ -72,12 +74,19 @@ def selection_curve(scores: np.ndarray, noisy: np.ndarray, clean: np.ndarray, *,
 
 def append_curve(metrics: dict, curve: dict | None, *, kind: str | None, n_before: int) -> None:
     """Append one epoch's curve (or None) to ``metrics['selection_curve']``, aligned with
-    ``metrics['epoch']`` (``n_before`` epochs already recorded)."""
-    if curve is None and "selection_curve" not in metrics:
-        return
-    store = metrics.setdefault("selection_curve", {
-        "kind": kind, "points": list(POINTS[kind]),
-        **{key: [None] * n_before for key in ("size", "precision", "recall", "per_class")}})
+    ``metrics['epoch']`` (``n_before`` epochs already recorded).
+
+    The first curve starts the store under its score ``kind``, which must then be given.
+    """
+    store = metrics.get("selection_curve")
+    if store is None:
+        if curve is None:
+            return
+        if kind is None:
+            raise ValueError("a selection curve needs the kind of its scores")
+        store = metrics["selection_curve"] = {
+            "kind": kind, "points": list(POINTS[kind]),
+            **{key: [None] * n_before for key in ("size", "precision", "recall", "per_class")}}
     for key in ("size", "precision", "recall", "per_class"):
         store[key].append(None if curve is None else curve[key])
 
@@ -203,19 +212,19 @@ def _threshold_lines(runs) -> list[str]:
         return []
     lines = ["", "Accuracy against the kept set of the threshold each run trained with (mean over "
              "its runs), and per setting the Spearman correlation over the runs between the kept "
-             "set's noise and the accuracy:", "",
-             "| method | setting | runs | accuracy (%) | kept | noise (%) |", "|---|---|---|---|---|---|"]
+             "set's noise and the accuracy:", ""]
     means = (table.groupby(_CELL, dropna=False, sort=True)
              .agg(runs=("run_id", "nunique"), acc=("acc", "mean"), sd=("acc", "std"),
                   size=("size", "mean"), noise=("noise_kept", "mean")).reset_index())
-    for _, row in means.iterrows():
-        lines.append(f"| {row['label']} | {row['noise_type']} {row['noise_rate']:g} | "
-                     f"{row['runs']} | {row['acc']:.2f} ± {_fmt(row['sd'], '{:.2f}')} | "
-                     f"{row['size']:.0f} | {_fmt(100 * row['noise'], '{:.1f}')} |")
-    lines += ["", "| setting | runs | Spearman (noise, accuracy) | p |", "|---|---|---|---|"]
-    for _, row in follows_noise(table).iterrows():
-        lines.append(f"| {row['noise_type']} {row['noise_rate']:g} | {row['runs']} | "
-                     f"{_fmt(row['spearman'], '{:.2f}')} | {_fmt(row['p_value'], '{:.3g}')} |")
+    rows = [[row["label"], f"{row['noise_type']} {row['noise_rate']:g}", row["runs"],
+             f"{row['acc']:.2f} ± {_fmt(row['sd'], '{:.2f}')}", f"{row['size']:.0f}",
+             _fmt(100 * row["noise"], "{:.1f}")] for _, row in means.iterrows()]
+    lines += markdown_table(rows, ["method", "setting", "runs", "accuracy (%)", "kept", "noise (%)"],
+                            style="compact").splitlines()
+    rows = [[f"{row['noise_type']} {row['noise_rate']:g}", row["runs"], _fmt(row["spearman"], "{:.2f}"),
+             _fmt(row["p_value"], "{:.3g}")] for _, row in follows_noise(table).iterrows()]
+    lines += [""] + markdown_table(rows, ["setting", "runs", "Spearman (noise, accuracy)", "p"],
+                                   style="compact").splitlines()
     return lines
 
 
@@ -269,14 +278,13 @@ def selection_section(runs: pd.DataFrame | Sequence[dict], out_dir: str | Path, 
              "clean probability exceeds p) or keep fraction (f: the fraction of each ranked pool "
              "with the smallest loss), against the clean labels, at each run's last scored "
              "epoch; means over the runs of a cell. Noise = 1 - label precision of the kept set; "
-             "min class = the smallest per-noisy-class kept count.", "",
-             "| method | setting | point | runs | kept | noise (%) | recall (%) | min class |",
-             "|---|---|---|---|---|---|---|---|"]
-    for _, row in final_epoch_summary(frame).iterrows():
-        point = ("p" if row["kind"] == "posterior" else "f") + f" = {row['point']:g}"
-        lines.append(f"| {row['label']} | {row['noise_type']} {row['noise_rate']:g} | {point} | "
-                     f"{row['runs']} | {row['size']:.0f} | {_fmt(100 * row['noise_kept'], '{:.1f}')}"
-                     f" | {_fmt(100 * row['recall'], '{:.1f}')} | {row['min_class_kept']:.0f} |")
+             "min class = the smallest per-noisy-class kept count.", ""]
+    rows = [[row["label"], f"{row['noise_type']} {row['noise_rate']:g}",
+             ("p" if row["kind"] == "posterior" else "f") + f" = {row['point']:g}", row["runs"],
+             f"{row['size']:.0f}", _fmt(100 * row["noise_kept"], "{:.1f}"), _fmt(100 * row["recall"], "{:.1f}"),
+             f"{row['min_class_kept']:.0f}"] for _, row in final_epoch_summary(frame).iterrows()]
+    lines += markdown_table(rows, ["method", "setting", "point", "runs", "kept", "noise (%)", "recall (%)",
+                                   "min class"], style="compact").splitlines()
     lines += _threshold_lines(runs)
     out_dir = Path(out_dir)
     if figures and draw_selection_curves(frame, out_dir / "selection_curves.png"):

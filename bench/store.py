@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
+
+from bench.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,46 +36,16 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would race other threads)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
-
-
 def write_record(path: str | Path, record: dict) -> Path:
-    """Write ``record`` to ``path`` atomically: temporary file, fsync, rename.
+    """Write ``record`` to ``path`` atomically (:mod:`bench.atomic`).
 
-    A reader (or a runner killed at any moment) sees either no file or the whole record.
+    A reader (or a runner killed at any moment) sees either no file or the whole record; a
+    record that JSON cannot hold raises before anything is written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from a shared cluster
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_clean(record), fh, indent=1, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
+    text = json.dumps(_clean(record), indent=1, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)
 
 
 def move_aside(path: str | Path) -> Path:

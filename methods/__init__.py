@@ -1,13 +1,16 @@
-"""LNL methods, one algorithm a file; each registers itself in bench.registry.METHODS."""
+"""LNL methods, one algorithm a file; each registers itself in bench.registry.METHODS.
 
-from methods import standard  # noqa: F401
-from methods import coteaching  # noqa: F401
-from methods import coteaching_plus  # noqa: F401
-from methods import decoupling  # noqa: F401
-from methods import f_correction  # noqa: F401
-from methods import jocor  # noqa: F401
-from methods import mentornet  # noqa: F401
-from methods import dividemix  # noqa: F401
-from methods import self_learning  # noqa: F401
-from methods import rsl  # noqa: F401
-from methods import rsl_wm  # noqa: F401
+Importing the package imports every module in it, in alphabetical order, so that a new method
+file is registered the moment it exists, with no list to keep.
+"""
+
+import importlib
+import pkgutil
+
+
+def _import_modules() -> None:
+    for name in sorted(info.name for info in pkgutil.iter_modules(__path__)):
+        importlib.import_module(f"{__name__}.{name}")
+
+
+_import_modules()

@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
-from methods.small_loss import (NORMALIZATIONS, check_fraction, coteaching_losses,
-                                num_remember, rank_quantiles, run_schedule, unscored)
+from methods.base import BatchLoss
+from methods.small_loss import (NORMALIZATIONS, SmallLossMethod, check_fraction,
+                                coteaching_losses, num_remember, positions_mask, rank_quantiles)
 
 
 @dataclass(frozen=True)
@@ -63,43 +63,19 @@ class CoteachingConfig:
 
 
 @METHODS.register("coteaching")
-class Coteaching(Method):
+class Coteaching(SmallLossMethod):
     Config = CoteachingConfig
     report = "net1"
     score_kind = "keep_fraction"   # net1's CE rank quantile in its batch
+    num_networks = 2               # each with its own Adam (optimizer1, optimizer2)
 
-    def __init__(self, config: CoteachingConfig, ctx) -> None:
-        super().__init__(config, ctx)
-        self.forget_rate, self.rate_schedule = run_schedule(config, ctx)
-        self.net1 = ctx.make_network()
-        self.net2 = ctx.make_network()
-        self.optimizer1 = ctx.make_optimizer(self.net1.parameters())
-        self.optimizer2 = ctx.make_optimizer(self.net2.parameters())
-
-    def train_epoch(self, epoch: int) -> EpochResult:
-        ctx, cfg = self.ctx, self.config
-        forget_rate = float(self.rate_schedule[epoch])
-        self.net1.train()
-        self.net2.train()
-        selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
-        scores = unscored(ctx.num_train, ctx.device)
-        total, batches = torch.zeros((), device=ctx.device), 0
-        for x, y, idx in ctx.train_batches():
-            k = num_remember(forget_rate, len(y))
-            with ctx.autocast():
-                logits1, logits2 = self.net1(x), self.net2(x)
-            loss1, loss2, pick1, _ = coteaching_losses(
-                logits1.float(), logits2.float(), y, num_remember=k,
-                normalization=cfg.loss_normalization)
-            self.optimizer1.zero_grad(set_to_none=True)
-            self.optimizer2.zero_grad(set_to_none=True)
-            (loss1 + loss2).backward()
-            self.optimizer1.step()
-            self.optimizer2.step()
-            selected[idx[pick1]] = True
-            scores[idx] = rank_quantiles(F.cross_entropy(logits1.detach().float(), y,
-                                                         reduction="none"))
-            total += loss1.detach()
-            batches += 1
-        return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
-                           extra={"forget_rate": forget_rate}, scores=scores)
+    def batch_loss(self, logits: tuple[torch.Tensor, ...], labels: torch.Tensor,
+                   indices: torch.Tensor, state: float) -> BatchLoss:
+        """:func:`coteaching_losses` at the forget rate ``state``; selected: net1's picks."""
+        logits1, logits2 = logits
+        loss1, loss2, pick1, _ = coteaching_losses(
+            logits1, logits2, labels, num_remember=num_remember(state, len(labels)),
+            normalization=self.config.loss_normalization)
+        scores = rank_quantiles(F.cross_entropy(logits1.detach(), labels, reduction="none"))
+        return BatchLoss(losses=(loss1, loss2), selected=positions_mask(pick1, labels),
+                         scores=scores)

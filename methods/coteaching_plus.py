@@ -52,9 +52,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
-from methods.small_loss import (NORMALIZATIONS, check_fraction, coteaching_losses,
-                                num_remember, rank_quantiles, run_schedule, unscored)
+from methods.base import BatchLoss
+from methods.small_loss import (NORMALIZATIONS, SmallLossMethod, check_fraction,
+                                coteaching_losses, num_remember, positions_mask, rank_quantiles)
 
 INIT_EPOCH = {"mnist": 0, "cifar10": 20, "cifar100": 5, "cifar10n": 20, "cifar100n": 5}
 
@@ -85,9 +85,8 @@ class CoteachingPlusConfig:
 def _ranks(values: torch.Tensor) -> torch.Tensor:
     """(B,) rank of each entry in ascending order (0 = smallest)."""
     order = torch.argsort(values, stable=True)
-    ranks = torch.empty_like(order)
-    ranks[order] = torch.arange(len(values), device=values.device)
-    return ranks
+    return torch.zeros_like(order).scatter(0, order, torch.arange(len(values),
+                                                                   device=values.device))
 
 
 def coteaching_plus_losses(logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.Tensor,
@@ -156,60 +155,51 @@ def coteaching_plus_selection(logits1: torch.Tensor, logits2: torch.Tensor,
             score1)
 
 
+@dataclass(frozen=True)
+class CoteachingPlusStep:
+    """The per-step state of Co-teaching+: the epoch's forget rate, whether the epoch is still
+    plain Co-teaching (before ``init_epoch``), and the no-disagreement fallback's gate."""
+
+    forget_rate: float
+    coteaching: bool
+    gate_open: bool
+
+
 @METHODS.register("coteaching_plus")
-class CoteachingPlus(Method):
+class CoteachingPlus(SmallLossMethod):
     Config = CoteachingPlusConfig
     report = "net1"
     score_kind = "keep_fraction"   # net1's rank quantile in its batch / disagreement set
-    extra_state = ("global_step",)
+    num_networks = 2               # each with its own Adam (optimizer1, optimizer2)
 
     @classmethod
     def setting_defaults(cls, *, dataset: str, noise_type: str,
                          noise_rate: float | None) -> dict:
         return {"init_epoch": INIT_EPOCH[dataset]} if dataset in INIT_EPOCH else {}
 
-    def __init__(self, config: CoteachingPlusConfig, ctx) -> None:
-        super().__init__(config, ctx)
-        self.forget_rate, self.rate_schedule = run_schedule(config, ctx)
-        self.net1 = ctx.make_network()
-        self.net2 = ctx.make_network()
-        self.optimizer1 = ctx.make_optimizer(self.net1.parameters())
-        self.optimizer2 = ctx.make_optimizer(self.net2.parameters())
-        self.global_step = 0
+    def step_state(self, epoch: int, step: int) -> CoteachingPlusStep:
+        cfg = self.config
+        counter = epoch * step if cfg.gate_counter == "epoch_x_iter" else self.global_step
+        return CoteachingPlusStep(forget_rate=float(self.rate_schedule[epoch]),
+                                  coteaching=epoch < cfg.init_epoch,
+                                  gate_open=counter < cfg.gate_steps)
 
-    def train_epoch(self, epoch: int) -> EpochResult:
-        ctx, cfg = self.ctx, self.config
-        forget_rate = float(self.rate_schedule[epoch])
-        self.net1.train()
-        self.net2.train()
-        selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
-        scores = unscored(ctx.num_train, ctx.device)
-        total, batches = torch.zeros((), device=ctx.device), 0
-        for i, (x, y, idx) in enumerate(ctx.train_batches()):
-            with ctx.autocast():
-                logits1, logits2 = self.net1(x).float(), self.net2(x).float()
-            if epoch < cfg.init_epoch:
-                k = num_remember(forget_rate, len(y))
-                loss1, loss2, pick1, _ = coteaching_losses(
-                    logits1, logits2, y, num_remember=k, normalization=cfg.loss_normalization)
-                keep1 = torch.zeros_like(y, dtype=torch.bool)
-                keep1[pick1] = True
-                score1 = rank_quantiles(F.cross_entropy(logits1.detach(), y, reduction="none"))
-            else:
-                step = epoch * i if cfg.gate_counter == "epoch_x_iter" else self.global_step
-                loss1, loss2, keep1, score1 = coteaching_plus_selection(
-                    logits1, logits2, y, idx, forget_rate=forget_rate,
-                    gate_open=step < cfg.gate_steps, double_softmax=cfg.double_softmax,
-                    normalization=cfg.loss_normalization, index0_quirk=cfg.index0_quirk)
-            self.optimizer1.zero_grad(set_to_none=True)
-            self.optimizer2.zero_grad(set_to_none=True)
-            (loss1 + loss2).backward()
-            self.optimizer1.step()
-            self.optimizer2.step()
-            selected[idx] = keep1
-            scores[idx] = score1
-            total += loss1.detach()
-            batches += 1
-            self.global_step += 1
-        return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
-                           extra={"forget_rate": forget_rate}, scores=scores)
+    def batch_loss(self, logits: tuple[torch.Tensor, ...], labels: torch.Tensor,
+                   indices: torch.Tensor, state: CoteachingPlusStep) -> BatchLoss:
+        """:func:`coteaching_losses` before ``init_epoch``, then
+        :func:`coteaching_plus_selection`; selected: net1's picks."""
+        cfg = self.config
+        logits1, logits2 = logits
+        if state.coteaching:
+            loss1, loss2, pick1, _ = coteaching_losses(
+                logits1, logits2, labels, num_remember=num_remember(state.forget_rate,
+                                                                    len(labels)),
+                normalization=cfg.loss_normalization)
+            return BatchLoss(losses=(loss1, loss2), selected=positions_mask(pick1, labels),
+                             scores=rank_quantiles(F.cross_entropy(logits1.detach(), labels,
+                                                                   reduction="none")))
+        loss1, loss2, keep1, score1 = coteaching_plus_selection(
+            logits1, logits2, labels, indices, forget_rate=state.forget_rate,
+            gate_open=state.gate_open, double_softmax=cfg.double_softmax,
+            normalization=cfg.loss_normalization, index0_quirk=cfg.index0_quirk)
+        return BatchLoss(losses=(loss1, loss2), selected=keep1, scores=score1)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
+from methods.base import BatchLoss, BatchMethod
 
 
 @dataclass(frozen=True)
@@ -69,38 +69,20 @@ def decoupling_losses(logits1: torch.Tensor, logits2: torch.Tensor, labels: torc
 
 
 @METHODS.register("decoupling")
-class Decoupling(Method):
+class Decoupling(BatchMethod):
     Config = DecouplingConfig
     report = "net1"
-    extra_state = ("global_step",)
+    num_networks = 2               # each with its own optimiser (optimizer1, optimizer2)
 
-    def __init__(self, config: DecouplingConfig, ctx) -> None:
-        super().__init__(config, ctx)
-        self.net1 = ctx.make_network()
-        self.net2 = ctx.make_network()
-        self.optimizer1 = ctx.make_optimizer(self.net1.parameters())
-        self.optimizer2 = ctx.make_optimizer(self.net2.parameters())
-        self.global_step = 0
+    def step_state(self, epoch: int, step: int) -> bool:
+        """Warm-up: every sample updates while ``global_step < init_iters``."""
+        return self.global_step < self.config.init_iters
 
-    def train_epoch(self, epoch: int) -> EpochResult:
-        ctx, cfg = self.ctx, self.config
-        self.net1.train()
-        self.net2.train()
-        selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
-        total, batches = torch.zeros((), device=ctx.device), 0
-        for x, y, idx in ctx.train_batches():
-            with ctx.autocast():
-                logits1, logits2 = self.net1(x).float(), self.net2(x).float()
-            loss1, loss2, update = decoupling_losses(
-                logits1, logits2, y, warmup=self.global_step < cfg.init_iters,
-                min_batch_fraction=cfg.min_batch_fraction)
-            self.optimizer1.zero_grad(set_to_none=True)
-            self.optimizer2.zero_grad(set_to_none=True)
-            (loss1 + loss2).backward()
-            self.optimizer1.step()
-            self.optimizer2.step()
-            selected[idx] = update
-            total += loss1.detach()
-            batches += 1
-            self.global_step += 1
-        return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected)
+    def batch_loss(self, logits: tuple[torch.Tensor, ...], labels: torch.Tensor,
+                   indices: torch.Tensor, state: bool) -> BatchLoss:
+        """:func:`decoupling_losses`; selected: the update (disagreement) set."""
+        logits1, logits2 = logits
+        loss1, loss2, update = decoupling_losses(
+            logits1, logits2, labels, warmup=state,
+            min_batch_fraction=self.config.min_batch_fraction)
+        return BatchLoss(losses=(loss1, loss2), selected=update)

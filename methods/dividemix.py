@@ -64,7 +64,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
+from methods.base import EpochResult, Method, descend
 from methods.mixmatch import (cycling_batches, linear_rampup, mix_coefficient, mixup, sharpen,
                               soft_cross_entropy, softmax_mse)
 
@@ -125,8 +125,9 @@ def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
 class DivideMix(Method):
     Config = DivideMixConfig
     report = "ensemble"
+    training_passes = None     # warm-up then co-divide epochs: cost_model._dividemix_passes
+    eval_networks = 2          # net1 and net2, whose summed logits are reported
     score_kind = "posterior"       # net1's GMM clean probability (its division)
-    extra_state = ("loss_history1", "loss_history2")
 
     @classmethod
     def setting_defaults(cls, *, dataset: str, noise_type: str,
@@ -181,9 +182,7 @@ class DivideMix(Method):
                 logits = net(x).float()
             loss = F.cross_entropy(logits, y)
             full = loss + neg_entropy(logits) if self.config.confidence_penalty else loss
-            optimizer.zero_grad(set_to_none=True)
-            full.backward()
-            optimizer.step()
+            descend(optimizer, full)
             total += loss.detach()
             batches += 1
         return total / max(batches, 1)
@@ -231,8 +230,8 @@ class DivideMix(Method):
                     u_idx = next(unlabelled)
                     u1, u2 = ctx.fetch(u_idx), ctx.fetch(u_idx)
                     views += [u1, u2]
-                    pu = sum(torch.softmax(m(u).float(), 1)
-                             for m in (net, peer) for u in (u1, u2)) / 4
+                    pu_views = [torch.softmax(m(u).float(), 1) for m in (net, peer) for u in (u1, u2)]
+                    pu = sum(pu_views[1:], start=pu_views[0]) / 4
                     targets = [sharpen(pu, temperature=cfg.temperature)] * 2
                 px = (torch.softmax(net(x1).float(), 1) + torch.softmax(net(x2).float(), 1)) / 2
                 w = prob[idx].unsqueeze(1)
@@ -251,9 +250,7 @@ class DivideMix(Method):
                       else torch.zeros((), device=ctx.device))
             penalty = torch.sum(prior * torch.log(prior / torch.softmax(logits, 1).mean(0)))
             loss = loss_x + self.lambda_u_at(epoch + it / num_iter) * loss_u + penalty
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            descend(optimizer, loss)
             total += loss.detach()
             batches += 1
         return total / max(batches, 1)

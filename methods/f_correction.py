@@ -59,7 +59,7 @@ import torch.nn.functional as F
 
 from bench.errors import ConfigError
 from bench.registry import METHODS
-from methods.base import EpochResult, Method, NoConfig
+from methods.base import EpochResult, Method, NoConfig, descend
 
 KERAS_EPSILON = 1e-7  # loss.py clips the softmax to [eps, 1 - eps]
 
@@ -111,11 +111,54 @@ def forward_corrected_loss(logits: torch.Tensor, labels: torch.Tensor,
     return -torch.log(noisy_probs.gather(1, labels[:, None]).squeeze(1))
 
 
-@METHODS.register("f_correction")
-class FCorrection(Method):
-    Config = FCorrectionConfig
+class ForwardCorrection(Method):
+    """One network ``net1`` trained on :meth:`batch_loss`: cross-entropy while
+    ``transition_matrix`` is None, the forward-corrected loss once it is set.
+
+    The training loop the methods below share; each decides where its T comes from.
+    """
+
     report = "net1"
-    extra_state = ("transition_matrix",)
+    training_passes = 1.0    # one network; the two stages share the run's epochs
+    eval_networks = 1
+    train_pool: torch.Tensor | None = None   # the samples trained on (None: all)
+    network_name: str | None = None          # None: the run's network
+
+    def __init__(self, config: object, ctx) -> None:
+        super().__init__(config, ctx)
+        self.net1 = ctx.make_network()
+        self.optimizer = ctx.make_optimizer(self.net1.parameters())
+        self.transition_matrix: torch.Tensor | None = None
+
+    def batch_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean loss of a batch: cross-entropy in stage 1, the forward loss in stage 2."""
+        if self.transition_matrix is None:
+            return F.cross_entropy(logits, labels)
+        return forward_corrected_loss(logits, labels, self.transition_matrix).mean()
+
+    def epoch_extra(self, epoch: int) -> dict:
+        t = self.transition_matrix
+        return {"estimated_noise_rate": None if t is None else 1.0 - float(t.diagonal().mean()),
+                "stage": 1.0 if t is None else 2.0}
+
+    def train_epoch(self, epoch: int) -> EpochResult:
+        ctx = self.ctx
+        self.net1.train()
+        total, batches = torch.zeros((), device=ctx.device), 0
+        for x, y, _ in ctx.train_batches(indices=self.train_pool):
+            with ctx.autocast():
+                logits = self.net1(x).float()
+            loss = self.batch_loss(logits, y)
+            descend(self.optimizer, loss)
+            total += loss.detach()
+            batches += 1
+        return EpochResult(train_loss=float(total) / max(batches, 1),
+                           extra=self.epoch_extra(epoch))
+
+
+@METHODS.register("f_correction")
+class FCorrection(ForwardCorrection):
+    Config = FCorrectionConfig
 
     def record_extras(self) -> dict:
         return {"estimated_transition_matrix": self.transition_matrix}
@@ -124,12 +167,6 @@ class FCorrection(Method):
     def setting_defaults(cls, *, dataset: str, noise_type: str,
                          noise_rate: float | None) -> dict:
         return {"filter_outlier": False} if dataset in ("cifar100", "cifar100n") else {}
-
-    def __init__(self, config: FCorrectionConfig, ctx) -> None:
-        super().__init__(config, ctx)
-        self.net1 = ctx.make_network()
-        self.optimizer = ctx.make_optimizer(self.net1.parameters())
-        self.transition_matrix: torch.Tensor | None = None
 
     @torch.no_grad()
     def estimate(self) -> torch.Tensor:
@@ -151,42 +188,16 @@ class FCorrection(Method):
         self.net1.load_state_dict(fresh.state_dict())
         self.optimizer.state.clear()
 
-    train_pool: torch.Tensor | None = None   # the samples trained on (None: all)
-    network_name: str | None = None          # None: the run's network
-
-    def batch_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean loss of a batch: cross-entropy in stage 1, the forward loss in stage 2."""
-        if self.transition_matrix is None:
-            return F.cross_entropy(logits, labels)
-        return forward_corrected_loss(logits, labels, self.transition_matrix).mean()
-
-    def epoch_extra(self, epoch: int) -> dict:
-        t = self.transition_matrix
-        return {"estimated_noise_rate": None if t is None else 1.0 - float(t.diagonal().mean()),
-                "stage": 1.0 if t is None else 2.0}
-
     def train_epoch(self, epoch: int) -> EpochResult:
-        ctx = self.ctx
+        """Stage 1 until ``estimation_epochs`` have run, then T is estimated and stage 2 starts."""
         if (self.transition_matrix is None
-                and epoch >= ctx.start_epoch + self.config.estimation_epochs):
+                and epoch >= self.ctx.start_epoch + self.config.estimation_epochs):
             self.start_stage2()
-        self.net1.train()
-        total, batches = torch.zeros((), device=ctx.device), 0
-        for x, y, _ in ctx.train_batches(indices=self.train_pool):
-            with ctx.autocast():
-                logits = self.net1(x).float()
-            loss = self.batch_loss(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach()
-            batches += 1
-        return EpochResult(train_loss=float(total) / max(batches, 1),
-                           extra=self.epoch_extra(epoch))
+        return super().train_epoch(epoch)
 
 
 @METHODS.register("f_correction_nominal")
-class FCorrectionNominal(FCorrection):
+class FCorrectionNominal(ForwardCorrection):
     """Forward correction with the noise model's known T from the first epoch (no estimation).
 
     Patrini et al.'s "forward T" (their tables' rows with the true matrix): one network trained
@@ -194,27 +205,20 @@ class FCorrectionNominal(FCorrection):
     ``T[clean, noisy]`` (``ctx.nominal_transition_matrix``; the realised matrix of the drawn
     labels differs from it by sampling only). A diagnostic beside ``f_correction``: the gap
     between the two is the cost of estimating T. Without a nominal matrix (human or instance
-    noise) the run is refused.
+    noise) the run is refused. Nothing is kept in ``method_state``: T is the record's
+    ``nominal_transition_matrix``.
     """
 
     Config = NoConfig
-
-    @classmethod
-    def setting_defaults(cls, *, dataset: str, noise_type: str,
-                         noise_rate: float | None) -> dict:
-        return {}
 
     def __init__(self, config: NoConfig, ctx) -> None:
         super().__init__(config, ctx)
         if ctx.nominal_transition_matrix is None:
             raise ConfigError(f"f_correction_nominal needs a noise model with a transition "
                               f"matrix; {ctx.noise_type!r} noise has none")
-        # set before the first epoch, so train_epoch never enters stage 1
+        # set before the first epoch: every epoch trains the forward loss
         self.transition_matrix = torch.as_tensor(ctx.nominal_transition_matrix,
                                                  dtype=torch.float32, device=ctx.device)
-
-    def record_extras(self) -> dict:
-        return {}   # T is the record's nominal_transition_matrix
 
 
 @dataclass(frozen=True)
@@ -271,8 +275,8 @@ class FCorrectionPatrini(FCorrection):
     """
 
     Config = FCorrectionPatriniConfig
-    extra_state = ("transition_matrix", "best_state", "best_val_loss", "best_epoch",
-                   "stage1_epoch")
+    constant_state = ("network_name", "train_pool", "val_idx")
+    training_passes = 0.93   # trains 90%, one forward of the other 10%
 
     def __init__(self, config: FCorrectionPatriniConfig, ctx) -> None:
         Method.__init__(self, config, ctx)

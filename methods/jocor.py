@@ -53,9 +53,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
-from methods.small_loss import (check_fraction, num_remember, rank_quantiles, run_schedule,
-                                small_loss_indices, unscored)
+from methods.base import BatchLoss
+from methods.small_loss import (SmallLossMethod, check_fraction, num_remember, positions_mask,
+                                rank_quantiles, small_loss_indices)
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,13 @@ def jocor_selection(logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.
 
 
 @METHODS.register("jocor")
-class JoCoR(Method):
+class JoCoR(SmallLossMethod):
     Config = JoCoRConfig
     report = "mean"
     score_kind = "keep_fraction"   # rank quantile of the ranked loss in its batch
+    num_networks = 2
+    joint_optimizer = True         # one Adam over both networks' parameters
+    halve_asymmetric = True        # the default forget rate: noise rate / 2 if asymmetric
 
     @classmethod
     def setting_defaults(cls, *, dataset: str, noise_type: str,
@@ -145,35 +148,15 @@ class JoCoR(Method):
             return {"co_lambda": 0.85}                       # README
         return {}
 
-    def __init__(self, config: JoCoRConfig, ctx) -> None:
-        super().__init__(config, ctx)
-        self.forget_rate, self.rate_schedule = run_schedule(config, ctx, halve_asymmetric=True)
-        self.net1 = ctx.make_network()
-        self.net2 = ctx.make_network()
-        self.optimizer = ctx.make_optimizer(list(self.net1.parameters())
-                                            + list(self.net2.parameters()))
-
-    def train_epoch(self, epoch: int) -> EpochResult:
-        ctx, cfg = self.ctx, self.config
-        forget_rate = float(self.rate_schedule[epoch])
-        self.net1.train()
-        self.net2.train()
-        selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
-        scores = unscored(ctx.num_train, ctx.device)
-        total, batches = torch.zeros((), device=ctx.device), 0
-        for x, y, idx in ctx.train_batches():
-            with ctx.autocast():
-                logits1, logits2 = self.net1(x), self.net2(x)
-            loss, pick, ranked = jocor_selection(
-                logits1.float(), logits2.float(), y, co_lambda=cfg.co_lambda,
-                num_remember=num_remember(forget_rate, len(y)), select_on=cfg.select_on,
-                stable_kl=cfg.stable_kl)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            selected[idx[pick]] = True
-            scores[idx] = rank_quantiles(ranked)
-            total += loss.detach()
-            batches += 1
-        return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
-                           extra={"forget_rate": forget_rate}, scores=scores)
+    def batch_loss(self, logits: tuple[torch.Tensor, ...], labels: torch.Tensor,
+                   indices: torch.Tensor, state: float) -> BatchLoss:
+        """:func:`jocor_selection` at the forget rate ``state``: one loss for the joint
+        optimiser; scores: the rank quantiles of the ranked loss."""
+        cfg = self.config
+        logits1, logits2 = logits
+        loss, pick, ranked = jocor_selection(
+            logits1, logits2, labels, co_lambda=cfg.co_lambda,
+            num_remember=num_remember(state, len(labels)), select_on=cfg.select_on,
+            stable_kl=cfg.stable_kl)
+        return BatchLoss(losses=(loss,), selected=positions_mask(pick, labels),
+                         scores=rank_quantiles(ranked))

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
-from methods.small_loss import (check_fraction, num_remember, rank_quantiles, run_schedule,
-                                small_loss_mask, unscored)
+from methods.base import BatchLoss
+from methods.small_loss import (SmallLossMethod, check_fraction, num_remember, rank_quantiles,
+                                small_loss_mask)
 
 
 @dataclass(frozen=True)
@@ -68,37 +68,18 @@ def self_paced_loss(logits: torch.Tensor, labels: torch.Tensor, *, num_remember:
 
 
 @METHODS.register("mentornet")
-class MentorNetPD(Method):
+class MentorNetPD(SmallLossMethod):
     """MentorNet (self-paced PD stand-in): small-loss self-paced learning, not the learned mentor."""
 
     Config = MentorNetConfig
     report = "net1"
     score_kind = "keep_fraction"   # CE rank quantile in the batch
 
-    def __init__(self, config: MentorNetConfig, ctx) -> None:
-        super().__init__(config, ctx)
-        self.forget_rate, self.rate_schedule = run_schedule(config, ctx)
-        self.net1 = ctx.make_network()
-        self.optimizer = ctx.make_optimizer(self.net1.parameters())
-
-    def train_epoch(self, epoch: int) -> EpochResult:
-        ctx = self.ctx
-        forget_rate = float(self.rate_schedule[epoch])
-        self.net1.train()
-        selected = torch.zeros(ctx.num_train, dtype=torch.bool, device=ctx.device)
-        scores = unscored(ctx.num_train, ctx.device)
-        total, batches = torch.zeros((), device=ctx.device), 0
-        for x, y, idx in ctx.train_batches():
-            with ctx.autocast():
-                logits = self.net1(x).float()
-            loss, keep = self_paced_loss(logits, y, num_remember=num_remember(forget_rate, len(y)),
-                                         normalization=self.config.normalization)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            selected[idx] = keep
-            scores[idx] = rank_quantiles(F.cross_entropy(logits.detach(), y, reduction="none"))
-            total += loss.detach()
-            batches += 1
-        return EpochResult(train_loss=float(total) / max(batches, 1), selected=selected,
-                           extra={"forget_rate": forget_rate}, scores=scores)
+    def batch_loss(self, logits: tuple[torch.Tensor, ...], labels: torch.Tensor,
+                   indices: torch.Tensor, state: float) -> BatchLoss:
+        """:func:`self_paced_loss` at the forget rate ``state``; scores: the CE rank quantiles."""
+        (net1,) = logits
+        loss, keep = self_paced_loss(net1, labels, num_remember=num_remember(state, len(labels)),
+                                     normalization=self.config.normalization)
+        scores = rank_quantiles(F.cross_entropy(net1.detach(), labels, reduction="none"))
+        return BatchLoss(losses=(loss,), selected=keep, scores=scores)

@@ -65,7 +65,7 @@ from bench.errors import ConfigError
 from bench.noise import (asymmetric_map, class_map_matrix, pairflip_matrix, symmetric_matrix,
                          symmetric_inclusive_matrix)
 from bench.registry import METHODS
-from methods.base import EpochResult, Method
+from methods.base import EpochResult, Method, descend
 from methods.small_loss import rank_quantiles, small_loss_indices
 
 
@@ -103,15 +103,17 @@ def class_noise_rates(*, noise_type: str, noise_rate: float | None, num_classes:
         return np.zeros(num_classes)
     builders = {"symmetric": symmetric_matrix, "symmetric_inclusive": symmetric_inclusive_matrix,
                 "pairflip": pairflip_matrix}
-    if noise_type in builders:
-        t = builders[noise_type](num_classes, noise_rate)
-    elif noise_type == "asymmetric":
-        t = class_map_matrix(num_classes, noise_rate, asymmetric_map(dataset, num_classes))
-    elif noise_type == "instance":
-        return np.full(num_classes, float(noise_rate))
-    else:
+    if noise_type not in (*builders, "asymmetric", "instance"):
         raise ConfigError(f"RSL needs the class noise rates of {noise_type!r} noise: set the "
                           "method's assumed_noise_rate")
+    if noise_rate is None:
+        raise ConfigError(f"RSL needs the noise rate of {noise_type!r} noise")
+    if noise_type == "instance":
+        return np.full(num_classes, float(noise_rate))
+    if noise_type == "asymmetric":
+        t = class_map_matrix(num_classes, noise_rate, asymmetric_map(dataset, num_classes))
+    else:
+        t = builders[noise_type](num_classes, noise_rate)
     # rounded so that e.g. 0.5 * 0.9 comes out as the code's 0.45, not 0.44999999999999996
     return np.round(1.0 - np.diag(t) / t.sum(axis=0), 12)
 
@@ -177,7 +179,7 @@ def select(mean_loss: torch.Tensor, noisy_labels: torch.Tensor, counts: torch.Te
 class SmallLossSelection(Method):
     """Step 1 and 2 of RSL, shared by ``rsl`` and ``rsl_wm``: CE epochs, loss record, selection."""
 
-    extra_state = ("loss_sum", "selected")
+    constant_state = ("counts", "phase2_start", "reported_model_from")
     score_kind = "keep_fraction"   # step 1: mean-loss rank quantile in the selection's pool
 
     @classmethod
@@ -227,6 +229,12 @@ class SmallLossSelection(Method):
         self.selected = select(mean_loss, self.ctx.noisy_labels, self.counts,
                                selection=self.config.selection)
 
+    def selected_set(self) -> torch.Tensor:
+        """(N,) bool: the set step 2 selected; a RuntimeError while step 1 still runs."""
+        if self.selected is None:
+            raise RuntimeError("the selected set is made at the end of step 1 (finish_selection)")
+        return self.selected
+
     def ce_epoch(self, net, optimizer, indices: torch.Tensor | None = None) -> torch.Tensor:
         ctx = self.ctx
         net.train()
@@ -234,9 +242,7 @@ class SmallLossSelection(Method):
         for x, y, _ in ctx.train_batches(indices=indices):
             with ctx.autocast():
                 loss = F.cross_entropy(net(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            descend(optimizer, loss)
             total += loss.detach() * len(y)
             count += len(y)
         return total / max(count, 1)
@@ -257,6 +263,10 @@ class SmallLossSelection(Method):
 class RSL(SmallLossSelection):
     Config = RSLConfig
     report = "net1"
+    # coarse: step 1's CE steps and per-epoch loss record of every sample, then step 3's
+    # retraining of a fresh network
+    training_passes = 2.0
+    eval_networks = 1
 
     def __init__(self, config: RSLConfig, ctx) -> None:
         super().__init__(config, ctx)
@@ -272,7 +282,7 @@ class RSL(SmallLossSelection):
             self.optimizer.state.clear()
         for group in self.optimizer.param_groups:
             group["lr"] = ctx.learning_rate(epoch - self.phase2_start, ctx.train_cfg.lr)
-        indices = torch.nonzero(self.selected).flatten()
-        loss = self.ce_epoch(self.net1, self.optimizer, indices)
+        selected = self.selected_set()
+        loss = self.ce_epoch(self.net1, self.optimizer, torch.nonzero(selected).flatten())
         ctx.visited.fill_(True)
-        return EpochResult(train_loss=float(loss), selected=self.selected, extra={"phase": 3.0})
+        return EpochResult(train_loss=float(loss), selected=selected, extra={"phase": 3.0})

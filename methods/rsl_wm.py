@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import METHODS
-from methods.base import EpochResult
+from methods.base import EpochResult, descend
 from methods.mixmatch import (cycling_batches, interleave, linear_rampup, mix_coefficient,
                               mixup, sharpen, soft_cross_entropy, softmax_mse)
 from methods.rsl import SelectionConfig, SmallLossSelection
@@ -92,7 +92,10 @@ def loss_weights(mean_loss: torch.Tensor, noisy_labels: torch.Tensor, *, kappa: 
 class RSLWeightedMixMatch(SmallLossSelection):
     Config = RSLWMConfig
     report = "net1"
-    extra_state = ("loss_sum", "selected", "weights")
+    # coarse: MixMatch's steps carry three batches per iteration (one labelled view, two
+    # unlabelled) after RSL's step 1
+    training_passes = 3.0
+    eval_networks = 1          # the EMA model (net1)
     clean_val_ties = "first"       # Weighted_MixMatch_train_CIFAR.py: is_best = val_acc > best_acc
 
     def __init__(self, config: RSLWMConfig, ctx) -> None:
@@ -118,6 +121,12 @@ class RSLWeightedMixMatch(SmallLossSelection):
         return EpochResult(train_loss=float(loss), selected=self.selected,
                            extra={"phase": 4.0, "lambda_u": self.lambda_u_at(mm_epoch)})
 
+    def selection_weights(self) -> torch.Tensor:
+        """(N,) the labelled samples' draw weights; a RuntimeError before the selection is made."""
+        if self.weights is None:
+            raise RuntimeError("the draw weights are set with the selection, at the end of step 1")
+        return self.weights
+
     def lambda_u_at(self, mm_epoch: float) -> float:
         cfg = self.config
         return cfg.lambda_u * linear_rampup(mm_epoch, length=cfg.mixmatch_epochs)
@@ -126,10 +135,11 @@ class RSLWeightedMixMatch(SmallLossSelection):
         ctx, cfg = self.ctx, self.config
         model, ema, opt = self.model, self.net1, self.mixmatch_optimizer
         b, k = cfg.batch_size, ctx.num_classes
-        lab_idx = torch.nonzero(self.selected).flatten()
-        unl_idx = torch.nonzero(~self.selected).flatten()
+        selected, weights = self.selected_set(), self.selection_weights()
+        lab_idx = torch.nonzero(selected).flatten()
+        unl_idx = torch.nonzero(~selected).flatten()
         labelled = cycling_batches(lab_idx, b, generator=ctx.aug_gen, drop_last=True,
-                                   weights=self.weights[lab_idx])
+                                   weights=weights[lab_idx])
         unlabelled = cycling_batches(unl_idx, b, generator=ctx.aug_gen, drop_last=True)
         iterations = cfg.iterations
         if ctx.train_cfg.max_iters_per_epoch is not None:
@@ -156,9 +166,7 @@ class RSLWeightedMixMatch(SmallLossSelection):
             loss_x = soft_cross_entropy(logits[0], mixed_t[:b])
             loss_u = softmax_mse(torch.cat(logits[1:]), mixed_t[b:])
             loss = loss_x + self.lambda_u_at(mm_epoch + it / cfg.iterations) * loss_u
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            descend(opt, loss)
             with torch.no_grad():
                 torch._foreach_lerp_(ema_params, params, 1.0 - cfg.ema_decay)
                 torch._foreach_mul_(params, decay)

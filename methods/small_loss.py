@@ -9,15 +9,22 @@ written once here, as the official codes compute them:
   without the exponent, Co-teaching+ ``main.py`` ``gen_forget_rate('type_1')``);
 * ``num_remember = int((1 - forget_rate) * batch_size)`` (every ``loss.py``), a host integer,
   so the selection itself is one ``torch.topk`` on the device with no synchronisation.
+
+Every per-batch function here is pure and free of data-dependent shapes, so that it also runs
+under ``torch.func.vmap`` over fused runs. :class:`SmallLossMethod` is the
+:class:`~methods.base.BatchMethod` whose per-step state is the epoch's forget rate.
 """
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
+from methods.base import BatchMethod
 
 
 def forget_rate_schedule(n_epoch: int, forget_rate: float, *, num_gradual: int = 10,
@@ -57,10 +64,9 @@ def rank_quantiles(values: torch.Tensor) -> torch.Tensor:
     """(B,) ``(rank + 1) / B`` of each entry of ``values`` (B,), rank 0 the smallest: the
     ``keep_fraction`` score of :mod:`bench.selection` (kept at f when <= f, i.e. rank < f B)."""
     order = torch.argsort(values.detach(), stable=True)
-    quantiles = torch.empty(len(values), dtype=torch.float32, device=values.device)
-    quantiles[order] = torch.arange(1, len(values) + 1, device=values.device,
-                                    dtype=torch.float32) / len(values)
-    return quantiles
+    steps = torch.arange(1, len(values) + 1, device=values.device,
+                         dtype=torch.float32) / len(values)
+    return torch.zeros_like(values, dtype=torch.float32).scatter(0, order, steps)
 
 
 def unscored(num_train: int, device) -> torch.Tensor:
@@ -70,9 +76,12 @@ def unscored(num_train: int, device) -> torch.Tensor:
 
 def small_loss_mask(loss: torch.Tensor, k: int) -> torch.Tensor:
     """(B,) bool mask of the ``k`` smallest entries of ``loss`` (B,)."""
-    mask = torch.zeros(loss.shape[0], dtype=torch.bool, device=loss.device)
-    mask[small_loss_indices(loss, k)] = True
-    return mask
+    return positions_mask(small_loss_indices(loss, k), loss)
+
+
+def positions_mask(positions: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) bool mask, True at ``positions`` (k,) of a batch of ``like``'s (B,) shape."""
+    return torch.zeros_like(like, dtype=torch.bool).scatter(0, positions, True)
 
 
 def resolve_forget_rate(forget_rate: float | None, *, noise_type: str,
@@ -135,3 +144,25 @@ def coteaching_losses(logits1: torch.Tensor, logits2: torch.Tensor, labels: torc
 
 
 NORMALIZATIONS = ("official", "mean")
+
+
+class SmallLossMethod(BatchMethod):
+    """A batch method under the forget-rate schedule R(T): its per-step state is the epoch's
+    forget rate (from :func:`run_schedule`), reported as ``extra.forget_rate``.
+
+    halve_asymmetric: JoCoR's rule for the default forget rate (see
+        :func:`resolve_forget_rate`).
+    """
+
+    halve_asymmetric: ClassVar[bool] = False
+
+    def __init__(self, config: Any, ctx) -> None:
+        self.forget_rate, self.rate_schedule = run_schedule(
+            config, ctx, halve_asymmetric=self.halve_asymmetric)
+        super().__init__(config, ctx)
+
+    def step_state(self, epoch: int, step: int) -> Any:
+        return float(self.rate_schedule[epoch])
+
+    def epoch_extra(self, epoch: int) -> dict[str, float]:
+        return {"forget_rate": float(self.rate_schedule[epoch])}

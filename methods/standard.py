@@ -10,28 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from bench.registry import METHODS
-from methods.base import EpochResult, Method, NoConfig
+from methods.base import BatchLoss, BatchMethod, NoConfig
 
 
 @METHODS.register("standard")
-class Standard(Method):
+class Standard(BatchMethod):
     Config = NoConfig
     report = "net1"
+    per_sample_loss = True    # train_loss: the mean CE over the epoch's samples
 
-    def __init__(self, config: NoConfig, ctx) -> None:
-        super().__init__(config, ctx)
-        self.net1 = ctx.make_network()
-        self.optimizer = ctx.make_optimizer(self.net1.parameters())
-
-    def train_epoch(self, epoch: int) -> EpochResult:
-        self.net1.train()
-        total, count = torch.zeros((), device=self.ctx.device), 0
-        for x, y, _ in self.ctx.train_batches():
-            with self.ctx.autocast():
-                loss = F.cross_entropy(self.net1(x), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.detach() * len(y)
-            count += len(y)
-        return EpochResult(train_loss=float(total) / max(count, 1))
+    def batch_loss(self, logits: tuple[torch.Tensor, ...], labels: torch.Tensor,
+                   indices: torch.Tensor, state: None) -> BatchLoss:
+        """The mean cross-entropy of the batch."""
+        return BatchLoss(losses=(F.cross_entropy(logits[0], labels),))

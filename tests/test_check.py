@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from bench import stats
 from bench.__main__ import main
@@ -44,11 +45,11 @@ def test_judge_is_the_suite_test_and_its_90_interval() -> None:
     pt = stats.test_against_paper(x, paper_mean=79.41, paper_std=0.25, paper_n=5.0)
     assert (j.test, j.verdict, j.p_value, j.p_tost) == (pt.test, pt.verdict, pt.p_value, pt.p_tost)
     se = math.sqrt(x.var(ddof=1) / 5 + 0.25**2 / 5)
-    half = float(stats.sps.t.ppf(0.95, pt.df)) * se
+    half = float(sps.t.ppf(0.95, pt.df)) * se
     assert (j.ci_low, j.ci_high) == pytest.approx((pt.diff - half, pt.diff + half))
     one = judge(x, ref_mean=79.41, ref_std=math.nan, ref_n=math.nan)
     assert one.test == "one-sample"
-    assert one.ci_high - one.ci_low == pytest.approx(2 * float(stats.sps.t.ppf(0.95, 4)) * x.std(ddof=1) / math.sqrt(5))
+    assert one.ci_high - one.ci_low == pytest.approx(2 * float(sps.t.ppf(0.95, 4)) * x.std(ddof=1) / math.sqrt(5))
 
 
 def test_mean_std_n_against_the_paper(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -55,14 +55,14 @@ def grid(**over) -> dict:
             "train": {"epochs": 2, "batch_size": 64}, "methods": {"standard": {}},
             "noise": [{"type": "symmetric", "rate": 0.2}], "seeds": [1]}
     base.update(over)
-    return base
+    return {key: value for key, value in base.items() if value is not None}   # None: left out
 
 
 # ---- expansion -------------------------------------------------------------------------------
 
 def test_grid_expands_to_the_product(toy) -> None:
     g = expand_grid(grid(
-        datasets=["digits", "mnist"], network={"digits": "mlp", "mnist": "cnn6"},
+        dataset=None, datasets=["digits", "mnist"], network={"digits": "mlp", "mnist": "cnn6"},
         methods={"standard": {}, "toy": {"select_on": ["joint", "ce"], "co_lambda": [0.1, 0.2],
                                          "warm_up": 1}},
         noise=[{"type": "symmetric", "rate": [0.2, 0.5]}, {"type": "pairflip", "rate": 0.45},
@@ -280,7 +280,7 @@ def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
      ["unknown noise type 'gaussian'", *NOISE_MODELS.names()]),
     ({"noise": [{"type": "symmetric", "rate": 1.0}]}, ["noise rate 1.0", "[0, 1)"]),
     ({"noise": [{"type": "symmetric", "rate": -0.1}]}, ["noise rate -0.1", "[0, 1)"]),
-    ({"train": {"epochs": 2, "learning_rate": 0.1}}, ["unknown train option", "learning_rate"]),
+    ({"train": {"epochs": 2, "learning_rate": 0.1}}, ["unknown key 'learning_rate' in train"]),
     ({"methods": {"standard": {"forget_rate": 0.2}}}, ["no parameter", "forget_rate"]),
     ({"colour": "red"}, ["unknown key 'colour'"]),
     ({"noise": [{"type": "symmetric", "rate": 0.2, "draw": "mine"}]},

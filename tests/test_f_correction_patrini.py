@@ -16,7 +16,7 @@ import torch
 from bench import engine
 from bench.config import TrainConfig, load_grid, resolve_method_params
 from bench.models import build_network
-from bench.report import _from_curve
+from bench.reporting.records import from_curve as _from_curve
 from methods.f_correction import forward_corrected_loss, noisy_validation_split
 
 REPO_GRID = "bench/grids/jocor_mnist_fcorrection.yaml"

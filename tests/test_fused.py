@@ -12,10 +12,12 @@ import torch.nn.functional as F
 from bench.config import RunSpec, TrainConfig
 from bench.data import ImageData, load_dataset
 from bench.engine import RunContext
-from bench.fused import (FusedNetworks, fused_channels_last, fused_train_batches, jocor_step,
-                         standard_step)
+from bench.fused import (FusedNetworks, fused_channels_last, fused_train_batches,
+                         stacked_forward, vmap_loss)
 from bench.models import build_network
-from methods.jocor import jocor_loss
+from methods.base import BatchMethod
+from methods.jocor import JoCoR, jocor_loss
+from methods.standard import Standard
 
 RTOL, ATOL = 1e-4, 1e-5
 
@@ -37,6 +39,16 @@ def _context(data: ImageData, network: str, seed: int, batch_size: int) -> RunCo
                    dataset=data.name, network=network, seed=seed,
                    train=TrainConfig(epochs=1, batch_size=batch_size, lr=0.01))
     return RunContext(spec, data, data.train_labels, torch.device("cpu"))
+
+
+def _fused_step(method: BatchMethod, fused: FusedNetworks, optimizer, x, y, idx, state):
+    """One step of ``method``'s loss vmapped over the runs of ``fused``; returns its losses."""
+    out = vmap_loss(method.batch_loss)(stacked_forward(fused, x, method.num_networks), y, idx,
+                                       state)
+    optimizer.zero_grad(set_to_none=True)
+    sum(loss.sum() for loss in out.losses).backward()
+    optimizer.step()
+    return out
 
 
 def _assert_same_state(fused: FusedNetworks, nets: list[torch.nn.Module]) -> None:
@@ -82,11 +94,13 @@ def test_standard_fused_matches_unfused(kind, network, runs, batch, dtype) -> No
     images = data.train_images
     labels = torch.as_tensor(data.train_labels)
     gens = [torch.Generator().manual_seed(seed) for seed in range(runs)]
+    method = Standard(Standard.Config(), contexts[0])
     got_losses, got_idx = [], []
     for (x, y, idx), _ in zip(fused_train_batches(images, labels, generators=gens,
                                                   batch_size=batch), range(steps)):
         assert x.shape == (runs, batch, *images.shape[1:]) and y.shape == (runs, batch)
-        got_losses.append(standard_step(fused, fused_opt, x.to(dtype), y))
+        got_losses.append(_fused_step(method, fused, fused_opt, x.to(dtype), y, idx,
+                                      None).losses[0].detach())
         got_idx.append(idx)
 
     torch.testing.assert_close(torch.stack(got_idx, 1), torch.stack(want_idx))
@@ -101,7 +115,10 @@ def test_jocor_fused_matches_unfused(kind, network, dtype) -> None:
     """G JoCoR runs (2 networks each, one Adam over both) vs one 2G-way fused model."""
     # 16x16 images keep the 4-network float64 CNN case fast
     data, runs, batch, steps = _data(kind, size=16), 2, 16, 3
-    co_lambda, keep = 0.9, int(0.75 * batch)
+    co_lambda, forget_rate = 0.9, 0.25
+    keep = int((1 - forget_rate) * batch)
+    method = JoCoR(JoCoR.Config(co_lambda=co_lambda, stable_kl=False),
+                   _context(data, network, seed=0, batch_size=batch))
     c, h, _ = data.image_shape
     torch.manual_seed(0)
     pairs = [[build_network(network, in_channels=c, num_classes=10, image_size=h).to(dtype)
@@ -115,11 +132,11 @@ def test_jocor_fused_matches_unfused(kind, network, dtype) -> None:
     images = data.train_images
     labels = torch.as_tensor(data.train_labels)
     gens = [torch.Generator().manual_seed(seed) for seed in range(runs)]
-    for (x, y, _), _ in zip(fused_train_batches(images, labels, generators=gens,
-                                                batch_size=batch), range(steps)):
+    for (x, y, idx), _ in zip(fused_train_batches(images, labels, generators=gens,
+                                                  batch_size=batch), range(steps)):
         x = x.to(dtype)
-        got, got_pick = jocor_step(fused, fused_opt, x, y, co_lambda=co_lambda,
-                                   num_remember=keep)
+        out = _fused_step(method, fused, fused_opt, x, y, idx, forget_rate)
+        got, got_kept = out.losses[0].detach(), out.selected
         for g, ((net1, net2), opt) in enumerate(zip(pairs, opts)):
             loss, pick = jocor_loss(net1(x[g]), net2(x[g]), y[g], co_lambda=co_lambda,
                                     num_remember=keep)
@@ -127,7 +144,7 @@ def test_jocor_fused_matches_unfused(kind, network, dtype) -> None:
             loss.backward()
             opt.step()
             torch.testing.assert_close(got[g], loss.detach(), rtol=RTOL, atol=ATOL)
-            assert set(got_pick[g].tolist()) == set(pick.tolist())
+            assert set(torch.nonzero(got_kept[g]).flatten().tolist()) == set(pick.tolist())
     _assert_same_state(fused, [p[0] for p in pairs] + [p[1] for p in pairs])
 
 

@@ -9,7 +9,8 @@ import yaml
 from bench import engine, store
 from bench.__main__ import main as bench_main
 from bench.errors import ConfigError
-from bench.fused_run import run_fused
+from bench.fused_run import fusable, fusable_methods, run_fused
+from bench.registry import METHODS
 
 SCHEDULE = {"epochs": 4, "batch_size": 64, "lr": 0.001, "optimizer": "adam",
             "schedule": "coteaching", "decay_start": 2, "drop_last": True}
@@ -27,6 +28,13 @@ OFFICIAL = {**SCHEDULE, "epochs": 5, "start_epoch": 1, "max_iters_per_epoch": 15
     ("coteaching", {"loss_normalization": "mean"}, ("pairflip", 0.45), SCHEDULE),
     ("decoupling", {}, ("symmetric", 0.4), OFFICIAL),
     ("decoupling", {"init_iters": 20, "min_batch_fraction": 0.0}, ("symmetric", 0.4), SCHEDULE),
+    ("mentornet", {"num_gradual": 2}, ("symmetric", 0.4), OFFICIAL),
+    ("mentornet", {"normalization": "kept"}, ("pairflip", 0.45), SCHEDULE),
+    ("coteaching_plus", {"num_gradual": 2}, ("symmetric", 0.4), OFFICIAL),
+    ("coteaching_plus", {"init_epoch": 2, "gate_steps": 10, "double_softmax": False},
+     ("pairflip", 0.45), SCHEDULE),
+    ("coteaching_plus", {"gate_counter": "global", "gate_steps": 30}, ("symmetric", 0.4),
+     SCHEDULE),
 ])
 def test_fused_seeds_record_what_unfused_runs_record(method, params, noise, train,
                                                      make_spec) -> None:
@@ -51,8 +59,25 @@ def test_fused_seeds_record_what_unfused_runs_record(method, params, noise, trai
             np.testing.assert_allclose(a["label_precision"], b["label_precision"], atol=2e-3)
             np.testing.assert_allclose(a["label_recall"], b["label_recall"], atol=2e-3)
             assert a["extra"] == b["extra"]          # forget rates (small-loss methods)
+        if "selection_curve" in b:                   # methods that score their samples
+            assert a["selection_curve"]["size"] == b["selection_curve"]["size"]
+            np.testing.assert_allclose(_floats(a["selection_curve"]["precision"]),
+                                       _floats(b["selection_curve"]["precision"]), atol=2e-3)
     # the seeds really trained differently (different initial weights and batch orders)
     assert len({tuple(r["metrics"]["train_loss"]) for r in fused}) == 3
+
+
+def _floats(series: list) -> np.ndarray:
+    """A nested list of numbers and nulls as a float array (NaN for null)."""
+    return np.array([[np.nan if v is None else v for v in row] if isinstance(row, list)
+                     else (np.nan if row is None else row) for row in series], dtype=float)
+
+
+def test_every_batch_method_of_the_registry_fuses_and_phase_methods_do_not(make_spec) -> None:
+    assert set(fusable_methods()) == {"standard", "mentornet", "coteaching", "coteaching_plus",
+                                      "decoupling", "jocor"}
+    for method in METHODS.names():
+        assert fusable(make_spec(method=method)) == (method in fusable_methods())
 
 
 def test_only_one_cell_with_different_seeds_fuses(make_spec) -> None:
@@ -62,7 +87,7 @@ def test_only_one_cell_with_different_seeds_fuses(make_spec) -> None:
     with pytest.raises(ConfigError, match="differ in seed"):
         run_fused([a, make_spec(seed=1)], device="cpu")
     with pytest.raises(ConfigError, match="cannot be fused"):
-        run_fused([make_spec(method="mentornet", seed=s) for s in (1, 2)], device="cpu")
+        run_fused([make_spec(method="dividemix", seed=s) for s in (1, 2)], device="cpu")
     with pytest.raises(ConfigError, match="cannot be fused"):
         run_fused([make_spec(seed=s, train={"augment": "crop_flip"}) for s in (1, 2)],
                   device="cpu")
@@ -71,7 +96,7 @@ def test_only_one_cell_with_different_seeds_fuses(make_spec) -> None:
 def test_runner_fuses_the_seeds_of_fusable_cells(tmp_path, capsys) -> None:
     grid = {"name": "f", "dataset": "digits", "network": "mlp",
             "train": {"epochs": 2, "batch_size": 64},
-            "methods": {"standard": {}, "jocor": {}, "mentornet": {}},
+            "methods": {"standard": {}, "jocor": {}, "f_correction": {"estimation_epochs": 1}},
             "noise": [{"type": "symmetric", "rate": 0.2}], "seeds": 3}
     path = tmp_path / "f.yaml"
     path.write_text(yaml.safe_dump(grid))
@@ -86,7 +111,7 @@ def test_runner_fuses_the_seeds_of_fusable_cells(tmp_path, capsys) -> None:
         assert all(sorted(r["fused"]["run_ids"]) == ids for r in group)
         (wall,) = {r["fused"]["group_wall_seconds"] for r in group}
         assert all(r["wall_seconds"] == pytest.approx(wall / 3) for r in group)
-    assert not any("fused" in r for r in recs if r["method"] == "mentornet")
+    assert not any("fused" in r for r in recs if r["method"] == "f_correction")
     capsys.readouterr()
     assert bench_main(args) == 0          # resumable: nothing left to run
     assert "0 to run" in capsys.readouterr().out

@@ -1,14 +1,15 @@
-"""The throughput benchmark (end to end on CPU, no timing asserted) and the grid-cost estimate."""
+"""The throughput benchmark (bench.perf, bench.perf_steps): end to end on CPU, no timing
+asserted beyond its being positive."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
+import torch
 
-from bench import perf
-from bench.config import RunSpec, TrainConfig
+from bench import perf, perf_steps
+from bench.cost_model import H100_TARGETS
 
 
 def test_benchmark_writes_markdown_and_json(tmp_path) -> None:
@@ -27,16 +28,99 @@ def test_benchmark_writes_markdown_and_json(tmp_path) -> None:
     for row in data["rows"]:
         assert row.get("error") is None
         assert row["steps"] == 3 and row["images_per_s"] > 0 and row["flops_per_s"] > 0
+        # network-images: both networks of each run, over the timed seconds
+        assert row["images_per_s"] == pytest.approx(
+            3 * 2 * 128 * row["runs"] / row["seconds"])
     assert data["rows"][2]["runs"] == 2
     assert set(data["ratios"]["mlp"]) == {"engine", "fused"}
     assert all(v > 0 for v in data["ratios"]["mlp"].values())
+
+
+def test_quick_measures_the_cheapest_network_briefly(monkeypatch, tmp_path) -> None:
+    seen = {}
+
+    def fake_run_benchmark(**kwargs):
+        seen.update(kwargs)
+        return {"date": "d", "device": "cpu", "device_type": "cpu", "torch": "t", "python": "p",
+                "batch": 128, "runs": 2, "compile": False, "workers": 0, "rows": [],
+                "ratios": {}}
+
+    monkeypatch.setattr(perf, "run_benchmark", fake_run_benchmark)
+    assert perf.main(["--device", "cpu", "--quick", "--no-grid-estimate",
+                      "--out", str(tmp_path / "p.md")]) == 0
+    assert seen["networks"] == ["mlp"] and seen["min_seconds"] == 0.2
+
+
+def test_default_networks_come_from_the_registry_by_cost() -> None:
+    cpu, cuda = perf.default_networks(cuda=False), perf.default_networks(cuda=True)
+    assert cpu == ["mlp", "lenet", "cnn6"]
+    assert cuda == ["cnn9", "preact_resnet18", "cnn6"]
+    assert set(cpu + cuda) <= set(H100_TARGETS)
+
+
+def test_ratios_are_to_the_reference_row() -> None:
+    rows: list[dict] = [{"network": "a", "mode": "reference", "images_per_s": 10.0},
+                        {"network": "a", "mode": "engine", "images_per_s": 30.0},
+                        {"network": "a", "mode": "fused", "images_per_s": None},
+                        {"network": "b", "mode": "engine", "images_per_s": 5.0}]
+    assert perf.ratios(rows) == {"a": {"engine": 3.0, "fused": None}, "b": {"engine": None}}
+
+
+def test_a_failing_path_is_a_row_with_its_error(monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel")
+
+    monkeypatch.setattr(perf, "engine_step", broken)
+    row = perf.measure("mlp", "engine", device=torch.device("cpu"), batch=8, runs=1, warmup=0,
+                       steps=1, min_seconds=0.01, workers=0, compile=False)
+    assert row["images_per_s"] is None and row["error"] == "RuntimeError: no kernel"
+
+
+def test_the_engine_step_updates_both_networks(monkeypatch) -> None:
+    contexts = []
+    real = perf_steps.synthetic_context
+
+    def keep(*args, **kwargs):
+        contexts.append(real(*args, **kwargs))
+        return contexts[-1]
+
+    monkeypatch.setattr(perf_steps, "synthetic_context", keep)
+    torch.manual_seed(0)
+    step = perf_steps.engine_step("mlp", (1, 8, 8), batch=16, device=torch.device("cpu"), n=64)
+    (ctx,) = contexts
+    optimizers = [opt for opt, _ in ctx._optimizers]
+    assert len(optimizers) == perf_steps.NETWORKS_PER_RUN
+
+    def params(opt):
+        return [p.detach().clone() for group in opt.param_groups for p in group["params"]]
+
+    before = [params(opt) for opt in optimizers]
+    step()
+    for old, opt in zip(before, optimizers):
+        assert any(not torch.equal(a, b) for a, b in zip(old, params(opt)))
+
+
+def test_time_steps_counts_what_it_timed() -> None:
+    calls = []
+    steps, per_step = perf_steps.time_steps(lambda: calls.append(1), warmup=2, steps=5,
+                                            min_seconds=0.01)
+    assert steps == 5 and len(calls) >= 7 and per_step > 0   # Timer warms up too
+    calls.clear()
+    steps, per_step = perf_steps.time_steps(lambda: calls.append(1), warmup=0, steps=None,
+                                            min_seconds=0.05)
+    assert steps >= 1 and len(calls) >= steps and per_step > 0
 
 
 def test_cli_forwards_to_perf_main(monkeypatch) -> None:
     from bench.__main__ import main
 
     seen = []
-    monkeypatch.setattr(perf, "main", lambda argv=None: seen.append(argv) or 0)
+
+    def fake_main(argv=None) -> int:
+        seen.append(argv)
+        return 0
+
+    monkeypatch.setattr(perf, "main", fake_main)
     assert main(["perf", "--device", "cpu", "--steps", "2"]) == 0
     assert seen == [["--device", "cpu", "--steps", "2"]]
 
@@ -46,97 +130,9 @@ def test_perf_arguments_after_a_separator() -> None:
     assert args.device == "cpu" and args.steps == 2
 
 
-@pytest.mark.parametrize("network,shape,macs", [
-    ("mlp", (1, 28, 28), 203_264),              # 784*256 + 256*10
-    ("cnn6", (3, 32, 32), 112_400_896),         # performance notes 3.2: 112.4 M
-    ("cnn9", (3, 32, 32), 745_538_816),         # 745.5 M
-    ("cnn9", (1, 28, 28), 561_532_160),         # 561.5 M on MNIST
-    ("preact_resnet18", (3, 32, 32), 555_422_720),  # 555.4 M
-])
-def test_forward_macs_match_hand_counts(network, shape, macs) -> None:
-    assert perf.forward_macs(network, in_channels=shape[0], image_size=shape[1],
-                             num_classes=10) == macs
-    assert perf.train_flops_per_image(network, shape) == 6 * macs
+def test_the_dry_runs_entry_points_stay_importable_from_perf() -> None:
+    from bench import cost_model, cpu_cost
 
-
-def _spec(method="standard", *, network="cnn6", dataset="cifar10", epochs=10, seed=1,
-          grid="g", **train) -> RunSpec:
-    return RunSpec(grid=grid, label=method, method=method, method_params={}, dataset=dataset,
-                   network=network, noise_type="symmetric", noise_rate=0.5, seed=seed,
-                   train=TrainConfig(epochs=epochs, **train))
-
-
-def test_estimate_is_positive_and_monotone_in_epochs() -> None:
-    table = {"cnn6": 150_000.0}
-    hours = [perf.estimate_grid_hours([_spec(epochs=e)], throughput=table)["gpu_hours"]
-             for e in (5, 10, 20)]
-    assert 0 < hours[0] < hours[1] < hours[2]
-    # 10 epochs x 50,000 images + 10 x 10,000 test forwards / 3, at 150k images/s
-    assert hours[1] == pytest.approx((10 * 50_000 + 10 * 10_000 / 3) / 150_000 / 3600)
-
-
-def test_estimate_scales_with_methods_networks_and_throughput() -> None:
-    specs = [_spec("standard"), _spec("jocor"), _spec("dividemix", network="preact_resnet18"),
-             _spec("coteaching", network="cnn9", dataset="mnist", grid="h")]
-    est = perf.estimate_grid_hours(specs)
-    assert est["runs"] == 4 and est["gpu_hours"] == pytest.approx(sum(est["by_grid"].values()))
-    assert set(est["by_grid"]) == {"g", "h"}
-    assert est["by_method"]["jocor"] > 1.9 * est["by_method"]["standard"]
-    assert est["by_method"]["dividemix"] > est["by_method"]["jocor"]
-    slower = perf.estimate_grid_hours(specs, throughput={k: v / 2 for k, v in
-                                                         perf.H100_TARGETS.items()})
-    assert slower["gpu_hours"] == pytest.approx(2 * est["gpu_hours"])
-    # a pure function of the specs: the same specs give the same answer
-    assert perf.estimate_grid_hours(specs) == est
-    # more iterations cost more; a per-epoch cap costs less
-    capped = dataclasses.replace(specs[0], train=TrainConfig(epochs=10, max_iters_per_epoch=100))
-    assert perf.estimate_run_hours(capped) < perf.estimate_run_hours(specs[0])
-    # a network without a target runs at 200 TFLOP/s of its FLOPs
-    wrn = _spec(network="wrn28_2")
-    assert perf.estimate_run_hours(wrn) > 0
-
-
-def test_measured_gpu_throughput_overrides_targets(tmp_path) -> None:
-    path = tmp_path / "perf.json"
-    rows = [{"network": "cnn6", "mode": "reference", "images_per_s": 10.0},
-            {"network": "cnn6", "mode": "engine", "images_per_s": 90_000.0},
-            {"network": "cnn6", "mode": "fused", "images_per_s": 200_000.0},
-            {"network": "cnn9", "mode": "fused", "images_per_s": None}]
-    path.write_text(json.dumps({"device_type": "cuda", "rows": rows}))
-    assert perf.measured_throughput(path) == {"cnn6": 200_000.0}
-    path.write_text(json.dumps({"device_type": "cpu", "rows": rows}))
-    assert perf.measured_throughput(path) == {}
-    assert perf.measured_throughput(tmp_path / "missing.json") == {}
-
-
-def test_cpu_estimate_calibrates_once_then_reads_the_cache(tmp_path, monkeypatch) -> None:
-    """CPU-hours = the same network-images as the GPU estimate / this CPU's measured rate of
-    each (network, input shape, classes, batch); a second estimate reads the cached rate."""
-    calls = []
-    real = perf._calibrate_cpu
-    monkeypatch.setattr(perf, "_calibrate_cpu",
-                        lambda *a: calls.append(a) or real(*a))
-    cache = tmp_path / "perf-cpu.json"
-    specs = [_spec(network="mlp", dataset="digits", epochs=e, batch_size=64) for e in (2, 4)]
-    first = perf.estimate_grid_cpu_hours(specs, threads=1, cache=cache)
-    assert calls == [("mlp", (1, 8, 8), 10, 64)]
-    (label, rate), = first["rates"].items()
-    assert label == "mlp 1x8x8 10 classes batch 64" and rate > 0
-    assert first["sources"] == {label: "measured now"} and first["threads"] == 1
-    expected = sum(perf._network_images(s) for s in specs) / rate / 3600
-    assert first["cpu_hours"] == pytest.approx(expected)
-    second = perf.estimate_grid_cpu_hours(specs, threads=1, cache=cache)
-    assert len(calls) == 1 and second["sources"] == {label: "cached"}
-    assert second["cpu_hours"] == pytest.approx(first["cpu_hours"])
-    assert json.loads(cache.read_text())[first["device"]] == {label: rate}
-    # without calibration an unknown combination gives no total rather than a guess
-    other = perf.estimate_grid_cpu_hours([_spec(network="mlp", dataset="mnist")], cache=cache,
-                                         calibrate=False)
-    assert other["cpu_hours"] is None and set(other["sources"].values()) == {"unmeasured"}
-
-
-def test_cnn6_fused_rate_is_named_only_for_grids_with_cnn6() -> None:
-    with_cnn6 = perf.estimate_grid_hours([_spec(network="cnn6")])["assumptions"]
-    without = perf.estimate_grid_hours([_spec(network="mlp", dataset="mnist")])["assumptions"]
-    assert any("cnn6 at its fused rate" in a for a in with_cnn6)
-    assert not any("cnn6" in a for a in without)
+    assert perf.estimate_grid_hours is cost_model.estimate_grid_hours
+    assert perf.estimate_grid_cpu_hours is cpu_cost.estimate_grid_cpu_hours
+    assert perf.H100_TARGETS is cost_model.H100_TARGETS

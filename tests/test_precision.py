@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import engine, fused, fused_run
+from bench import engine, fused_run
 from bench.config import RunSpec, TrainConfig, load_grid
 from bench.errors import ConfigError
 
@@ -100,13 +100,13 @@ def test_bf16_on_a_cpu_is_refused_not_run_in_fp32(make_spec) -> None:
 
 def test_fused_steps_get_the_runs_precision(make_spec, monkeypatch) -> None:
     seen: list[bool] = []
-    step = fused.standard_step
+    autocast = engine.RunContext.autocast
 
-    def spy(*args, amp, **kwargs):
-        seen.append(amp)
-        return step(*args, amp=amp, **kwargs)
+    def spy(self):
+        seen.append(self.use_amp)
+        return autocast(self)
 
-    monkeypatch.setattr(fused, "standard_step", spy)
+    monkeypatch.setattr(engine.RunContext, "autocast", spy)
     specs = [make_spec(seed=s, train={"epochs": 1}) for s in (1, 2)]
     records = fused_run.run_fused(specs, device="cpu")
     assert all(r["status"] == "ok" for r in records)

@@ -20,6 +20,9 @@ from bench import engine, locks, runner, store
 from bench.__main__ import main as bench_main
 from bench.config import load_grid
 from bench.errors import BenchError, ConfigError
+from bench.grid import session as session_module
+from bench.grid.session import RunSession
+from bench.grid.worker import take_device
 from bench.registry import METHODS
 from methods.base import EpochResult
 from methods.standard import Standard
@@ -222,14 +225,14 @@ def test_a_live_lock_is_skipped_and_a_dead_one_is_taken_over(tmp_path) -> None:
 
 
 def test_cells_locked_by_another_runner_are_waited_for(tmp_path, write_grid, monkeypatch) -> None:
-    monkeypatch.setattr(runner, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(session_module, "POLL_SECONDS", 0.05)
     path = write_grid(grid(seeds=1, rates=(0.2,)))
     spec = load_grid(path).runs[0]
     folder = tmp_path / "results" / "g"
     other = locks.acquire(folder / ".locks" / f"{spec.run_id}.lock",
                           locks.owner_info(runner="other", run_id=spec.run_id), stale_seconds=600)
     opts = options(tmp_path)
-    assert runner._Session("g", [spec], dataclasses.replace(opts, wait=False)).run() == 0
+    assert RunSession("g", [spec], dataclasses.replace(opts, wait=False)).run() == 0
     assert not (folder / spec.filename).exists()  # left to the runner holding the lock
 
     import threading
@@ -243,7 +246,7 @@ def test_cells_locked_by_another_runner_are_waited_for(tmp_path, write_grid, mon
 
     thread = threading.Thread(target=finish_elsewhere)
     thread.start()
-    assert runner._Session("g", [spec], opts).run() == 0
+    assert RunSession("g", [spec], opts).run() == 0
     thread.join()
     assert store.read_record(folder / spec.filename)["status"] == "ok"
 
@@ -359,11 +362,11 @@ def test_ray_missing_names_the_extra(tmp_path, write_grid) -> None:
 def test_gpu_pool_slots_are_round_robin(tmp_path, write_grid) -> None:
     path = write_grid(grid(seeds=1, rates=(0.2,)))
     opts = options(tmp_path, devices=("cuda:0", "cuda:1"), runs_per_device=2)
-    session = runner._Session("g", list(load_grid(path).runs), opts)
+    session = RunSession("g", list(load_grid(path).runs), opts)
     assert session.device_slots == ("cuda:0", "cuda:1", "cuda:0", "cuda:1")
     assert session.jobs == 4
     tasks = [session._task(spec, i) for i, spec in enumerate(load_grid(path).runs * 3)]
-    taken = [runner._take_device(t) for t in tasks[:3]]
+    taken = [take_device(t) for t in tasks[:3]]
     assert [d for d, _ in taken] == ["cuda:0", "cuda:1", "cuda:0"]
     for _, slot in taken:
         slot.release()
@@ -511,7 +514,7 @@ def test_progress_shows_the_epoch_of_each_running_run(tmp_path, write_grid) -> N
     tail names it."""
     path = write_grid(grid(epochs=20))
     runs = load_grid(path).runs
-    session = runner._Session("g", runs, options(tmp_path))
+    session = RunSession("g", runs, options(tmp_path))
     spec = runs[0]
     info = locks.owner_info(runner=session.token, run_id=spec.run_id, epochs=20)
     lock = locks.acquire(session.state.lock_path(spec), info, stale_seconds=60)

@@ -1,0 +1,280 @@
+"""Tests and intervals for the questions a grid asks of its own arms (``bench.questions``).
+
+Pure functions of numpy arrays; anything random takes an explicit ``numpy.random.Generator``.
+Accuracies are in percent, so a ``margin`` of 1.0 is one accuracy point.
+
+* :func:`paired_test`: arm a against arm b on shared seeds (same seed = same noise draw): the
+  mean difference with its t-interval, the paired t-test, the exact sign-flip (permutation)
+  test and the exact Wilcoxon signed-rank test, and the equivalence test (TOST) within a margin;
+* :func:`welch_test`: the same for two arms that share nothing (Welch's unequal-variance t);
+* :func:`holm_verdicts`: Holm over a family of such tests and the three-way verdict;
+* :func:`largest_dip`: a training curve's deepest fall below its running maximum;
+* :func:`spearman_bootstrap`: Spearman's rank correlation across cells of per-seed values,
+  with a percentile interval from resampling the seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from bench.stats import holm
+
+__all__ = ["TwoArmTest", "Dip", "Correlation", "DIFFERENT", "SMALL_DIFFERENCE", "EQUIVALENT", "INCONCLUSIVE",
+           "EXACT_SIGN_FLIP_MAX_N", "sign_flip_p", "paired_test", "welch_test", "holm_verdicts",
+           "largest_dip", "spearman_bootstrap"]
+
+DIFFERENT = "different"
+SMALL_DIFFERENCE = "different, within the margin"
+EQUIVALENT = "equivalent"
+INCONCLUSIVE = "inconclusive"
+EXACT_SIGN_FLIP_MAX_N = 16   # 2^16 sign vectors; above it the test samples them
+
+
+@dataclass(frozen=True)
+class TwoArmTest:
+    """Arm a against arm b; ``diff`` = mean(a) - mean(b).
+
+    ``ci_low`` / ``ci_high``: the ``confidence`` t-interval of the difference. ``p_t``: the
+    paired (or Welch) t-test; ``p_exact``: the sign-flip permutation test of the paired
+    differences (NaN for Welch); ``p_wilcoxon``: the Wilcoxon signed-rank test (NaN for Welch);
+    ``p_tost``: the equivalence test within ±``margin`` (two one-sided t-tests). ``p_holm``,
+    ``p_exact_holm``, ``p_tost_holm`` and ``verdict`` are filled in by :func:`holm_verdicts`.
+    """
+
+    kind: str
+    n_a: int
+    n_b: int
+    diff: float
+    se: float
+    df: float
+    ci_low: float
+    ci_high: float
+    p_t: float
+    p_exact: float
+    p_wilcoxon: float
+    p_tost: float
+    margin: float
+    p_holm: float = math.nan
+    p_exact_holm: float = math.nan
+    p_tost_holm: float = math.nan
+    verdict: str = ""
+
+
+def _as_1d(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"expected a 1-d array of runs, got shape {arr.shape}")
+    return arr
+
+
+@functools.lru_cache(maxsize=None)
+def _all_signs(n: int) -> np.ndarray:
+    """(2^n, n): every vector of n signs."""
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    signs.setflags(write=False)
+    return signs
+
+
+def sign_flip_p(d: Sequence[float] | np.ndarray, *, rng: np.random.Generator | None = None,
+                n_resamples: int = 20000) -> float:
+    """Two-sided p of the sign-flip test of mean(d) = 0 for paired differences ``d`` ``(n,)``.
+
+    Under the null each difference is symmetric about 0, so every sign vector is equally likely:
+    p = the share of sign vectors whose |mean| reaches the observed one. Exact (all 2^n
+    vectors) up to :data:`EXACT_SIGN_FLIP_MAX_N` pairs; above it ``n_resamples`` random vectors
+    from ``rng`` (required then), counting the observed one. NaN without a pair.
+    """
+    d = _as_1d(d)
+    n = d.size
+    if n == 0:
+        return math.nan
+    observed = abs(d.mean())
+    tol = 1e-12 * max(1.0, float(np.abs(d).max()))
+    if n <= EXACT_SIGN_FLIP_MAX_N:
+        return float(np.mean(np.abs(_all_signs(n) @ d) / n >= observed - tol))
+    if rng is None:
+        raise ValueError(f"{n} pairs: the sign-flip test samples sign vectors and needs an rng")
+    signs = rng.choice((1.0, -1.0), size=(n_resamples, n))
+    hits = int(np.sum(np.abs(signs @ d) / n >= observed - tol))
+    return (hits + 1) / (n_resamples + 1)
+
+
+def _t_parts(diff: float, se: float, df: float, *, confidence: float, margin: float
+             ) -> tuple[float, float, float, float]:
+    """(ci_low, ci_high, p_t, p_tost) of a difference with standard error ``se`` on ``df``."""
+    if not (np.isfinite(se) and np.isfinite(df)) or df <= 0:
+        return math.nan, math.nan, math.nan, math.nan
+    if se == 0.0:
+        inside = abs(diff) < margin
+        return diff, diff, 0.0 if diff else 1.0, 0.0 if inside else 1.0
+    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    p_t = float(2 * sps.t.sf(abs(diff) / se, df))
+    p_tost = max(float(sps.t.sf((diff + margin) / se, df)), float(sps.t.cdf((diff - margin) / se, df)))
+    return diff - half, diff + half, p_t, p_tost
+
+
+def _wilcoxon_p(d: np.ndarray) -> float:
+    if d.size == 0 or np.all(d == 0):
+        return 1.0 if d.size else math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exact-distribution and ties warnings at tiny n
+        return float(sps.wilcoxon(d, zero_method="wilcox").pvalue)
+
+
+def paired_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
+                confidence: float = 0.95, margin: float = 1.0,
+                rng: np.random.Generator | None = None) -> TwoArmTest:
+    """Arm ``a`` against arm ``b`` ``(n,)``, aligned so that ``a[i]`` and ``b[i]`` share a seed
+    (and with it the noise draw): t on the n differences (df n - 1), the exact sign-flip and
+    Wilcoxon tests, and TOST within ±``margin``. Untested (NaNs) below two pairs."""
+    a, b = _as_1d(a), _as_1d(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples need equal shapes, got {a.shape} and {b.shape}")
+    d = a - b
+    n = int(d.size)
+    diff = float(d.mean()) if n else math.nan
+    if n < 2:
+        return TwoArmTest("paired", n, n, diff, math.nan, math.nan, math.nan, math.nan, math.nan,
+                          math.nan, math.nan, math.nan, margin)
+    se, df = float(d.std(ddof=1)) / math.sqrt(n), float(n - 1)
+    ci_low, ci_high, p_t, p_tost = _t_parts(diff, se, df, confidence=confidence, margin=margin)
+    return TwoArmTest("paired", n, n, diff, se, df, ci_low, ci_high, p_t, sign_flip_p(d, rng=rng),
+                      _wilcoxon_p(d), p_tost, margin)
+
+
+def welch_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
+               confidence: float = 0.95, margin: float = 1.0) -> TwoArmTest:
+    """Arm ``a`` ``(n_a,)`` against arm ``b`` ``(n_b,)`` that share no seed or draw: Welch's
+    t-interval and test with Welch-Satterthwaite df, and TOST within ±``margin``. Untested
+    (NaNs) when an arm has fewer than two runs."""
+    a, b = _as_1d(a), _as_1d(b)
+    diff = float(a.mean() - b.mean()) if a.size and b.size else math.nan
+    if a.size < 2 or b.size < 2:
+        return TwoArmTest("welch", a.size, b.size, diff, math.nan, math.nan, math.nan, math.nan,
+                          math.nan, math.nan, math.nan, math.nan, margin)
+    va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)) if se > 0 else float(a.size + b.size - 2)
+    ci_low, ci_high, p_t, p_tost = _t_parts(diff, se, df, confidence=confidence, margin=margin)
+    return TwoArmTest("welch", a.size, b.size, diff, se, df, ci_low, ci_high, p_t, math.nan,
+                      math.nan, p_tost, margin)
+
+
+def holm_verdicts(tests: Sequence[TwoArmTest], *, alpha: float = 0.05) -> list[TwoArmTest]:
+    """Holm-adjust the t, sign-flip and equivalence p-values over the family ``tests`` and give
+    each its verdict: ``different`` (adjusted difference p < alpha), ``different, within the
+    margin`` (and the adjusted TOST p < alpha as well: a real but small difference),
+    ``equivalent`` (only the adjusted TOST p < alpha), else ``inconclusive``; untested ones get
+    no verdict."""
+    p_holm = holm([t.p_t for t in tests])
+    p_exact_holm = holm([t.p_exact for t in tests])
+    p_tost_holm = holm([t.p_tost for t in tests])
+    out = []
+    for t, ph, peh, pth in zip(tests, p_holm, p_exact_holm, p_tost_holm):
+        if not np.isfinite(ph):
+            kind = ""
+        elif ph < alpha:
+            kind = SMALL_DIFFERENCE if pth < alpha else DIFFERENT
+        elif pth < alpha:
+            kind = EQUIVALENT
+        else:
+            kind = INCONCLUSIVE
+        out.append(replace(t, p_holm=float(ph), p_exact_holm=float(peh), p_tost_holm=float(pth), verdict=kind))
+    return out
+
+
+@dataclass(frozen=True)
+class Dip:
+    """The deepest fall of a curve below its running maximum before its last entry: ``depth``
+    (running max - value, 0 for a curve that never falls), at ``position`` (index into the
+    curve), down to ``trough`` from ``peak``."""
+
+    depth: float
+    position: int
+    trough: float
+    peak: float
+
+
+def largest_dip(curve: Sequence[float] | np.ndarray) -> Dip:
+    """:class:`Dip` of ``curve`` ``(T,)`` over its entries 0..T-2 (the last one is the final
+    accuracy, reported on its own); NaN entries are skipped. NaNs for fewer than two entries."""
+    y = _as_1d(curve)[:-1]
+    ok = np.flatnonzero(np.isfinite(y))
+    if ok.size == 0:
+        return Dip(math.nan, -1, math.nan, math.nan)
+    values = y[ok]
+    peaks = np.maximum.accumulate(values)
+    drops = peaks - values
+    at = int(np.argmax(drops))
+    return Dip(float(drops[at]), int(ok[at]), float(values[at]), float(peaks[at]))
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's rho across ``n_cells`` cells of per-seed means over ``n_seeds`` seeds, with
+    the ``confidence`` percentile interval of ``n_boot`` seed resamples (``boot_ok`` of them
+    gave a defined rho)."""
+
+    rho: float
+    p_value: float
+    ci_low: float
+    ci_high: float
+    n_cells: int
+    n_seeds: int
+    n_boot: int
+    boot_ok: int
+
+
+def _spearman_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of every column pair of ``x`` and ``y`` ``(cells, B)`` over the cells where
+    both are finite (average ranks for ties: Pearson's r of the ranks); NaN for a column with
+    fewer than three such cells or without spread."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    rx = sps.rankdata(np.where(ok, x, np.nan), axis=0, nan_policy="omit")
+    ry = sps.rankdata(np.where(ok, y, np.nan), axis=0, nan_policy="omit")
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cx, cy = rx - np.nanmean(rx, axis=0), ry - np.nanmean(ry, axis=0)
+        rho = np.nansum(cx * cy, axis=0) / np.sqrt(np.nansum(cx ** 2, axis=0) * np.nansum(cy ** 2, axis=0))
+    return np.where(ok.sum(axis=0) >= 3, rho, np.nan)
+
+
+def _cell_means(values: np.ndarray) -> np.ndarray:
+    """Means over the last axis (seeds), NaN where a cell has none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell without a seed in the resample
+        return np.nanmean(values, axis=-1)
+
+
+def spearman_bootstrap(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
+                       n_boot: int = 2000, confidence: float = 0.95) -> Correlation:
+    """Spearman's rho between the cell means of ``x`` and ``y`` ``(n_cells, n_seeds)`` (NaN
+    where a cell lacks a seed), with a percentile interval from resampling the seeds (columns,
+    with replacement, the same columns for every cell: a seed's runs share its noise draw)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.ndim != 2:
+        raise ValueError(f"x and y must be (cells, seeds) of one shape, got {x.shape} and {y.shape}")
+    n_cells, n_seeds = x.shape
+    mx, my = _cell_means(x), _cell_means(y)
+    rho = float(_spearman_columns(mx[:, None], my[:, None])[0])
+    ok = np.isfinite(mx) & np.isfinite(my)
+    p_value = float(sps.spearmanr(mx[ok], my[ok]).pvalue) if np.isfinite(rho) else math.nan
+    if not np.isfinite(rho) or n_seeds < 2:
+        return Correlation(rho, p_value, math.nan, math.nan, n_cells, n_seeds, n_boot, 0)
+    picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    boots = _spearman_columns(_cell_means(x[:, picks]).reshape(n_cells, n_boot),
+                              _cell_means(y[:, picks]).reshape(n_cells, n_boot))
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0:
+        return Correlation(rho, p_value, math.nan, math.nan, n_cells, n_seeds, n_boot, 0)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(boots, [tail, 100 - tail])
+    return Correlation(rho, p_value, float(low), float(high), n_cells, n_seeds, n_boot, int(boots.size))
