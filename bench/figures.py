@@ -22,7 +22,8 @@ from matplotlib.typing import FillStyleType  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from scipy import stats as sps  # noqa: E402
+
+from bench import stats  # noqa: E402
 
 __all__ = ["accuracy_vs_noise", "epoch_curves", "cd_diagram", "t_interval"]
 
@@ -101,14 +102,10 @@ def accuracy_vs_noise(summary: pd.DataFrame, path: Path, *, protocol: str) -> Pa
 
 
 def t_interval(values: Sequence[float], *, confidence: float = 0.95) -> tuple[float, float]:
-    """The t-interval of the mean of ``values`` (NaN left out), as the report's cell intervals;
-    NaN bounds with fewer than two values."""
-    finite = np.asarray(values, dtype=float)
-    x = finite[np.isfinite(finite)]
-    if x.size < 2:
-        return math.nan, math.nan
-    half = sps.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
-    return float(x.mean() - half), float(x.mean() + half)
+    """:func:`bench.stats.t_interval` of the finite ``values`` (seaborn hands over a group's
+    values, NaN included): the report's cell interval; NaN bounds with fewer than two."""
+    x = np.asarray(values, dtype=float)
+    return stats.t_interval(x[np.isfinite(x)], confidence=confidence)
 
 
 def _series(metrics: dict, key: str) -> np.ndarray:

@@ -54,6 +54,12 @@ def _answer(lines: list[str]) -> str:
     return next(line for line in lines if line.startswith("**Answer:**"))
 
 
+def _render(grid: str, records: list[dict], figures_dir) -> tuple[list[str], str, str]:
+    """The grid's section from ``records``: its lines, their text and its answer line."""
+    lines = questions.question_sections(grid, _frame(records), figures_dir)
+    return lines, "\n".join(lines), _answer(lines)
+
+
 def _estimate_after(text: str, prefix: str) -> tuple[float, float, float]:
     """(estimate, low, high) written as ``<prefix>x [low, high]`` in ``text``."""
     match = re.search(re.escape(prefix) + r"(-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]", text)
@@ -241,10 +247,7 @@ def _lambda_records(rng: np.random.Generator) -> list[dict]:
 
 
 def test_lambda_section_finds_the_best_lambda_and_tests_the_default_against_it(tmp_path):
-    lines = questions.question_sections("jocor_lambda_mnist", _frame(_lambda_records(np.random.default_rng(3))),
-                                        tmp_path)
-    text = "\n".join(lines)
-    answer = _answer(lines)
+    lines, text, answer = _render("jocor_lambda_mnist", _lambda_records(np.random.default_rng(3)), tmp_path)
     assert "at symmetric 50% the best co_lambda is 0.8" in answer
     assert "at symmetric 80% the best co_lambda is 0.9" in answer
     for setting in ("symmetric 50%", "symmetric 80%"):
@@ -288,10 +291,7 @@ def _rsl_records(rng: np.random.Generator) -> list[dict]:
 
 
 def test_rsl_section_pairs_the_arms_and_shows_the_per_class_counts(tmp_path):
-    lines = questions.question_sections("rsl_vs_smallloss_mnist", _frame(_rsl_records(np.random.default_rng(4))),
-                                        tmp_path)
-    text = "\n".join(lines)
-    answer = _answer(lines)
+    lines, text, answer = _render("rsl_vs_smallloss_mnist", _rsl_records(np.random.default_rng(4)), tmp_path)
     est, low, high = _estimate_after(answer, "at symmetric 80%, classwise − global = ")
     assert est == pytest.approx(2.0, abs=0.1) and low <= 2.0 <= high
     assert "a difference" in answer.split("at symmetric 80%")[1]
@@ -331,9 +331,7 @@ def _dividemix_records(rng: np.random.Generator, slope: float) -> tuple[list[dic
 
 def test_dividemix_section_finds_accuracy_following_the_kept_noise(tmp_path):
     records, truth = _dividemix_records(np.random.default_rng(5), slope=-0.5)
-    lines = questions.question_sections("dividemix_threshold", _frame(records), tmp_path)
-    text = "\n".join(lines)
-    answer = _answer(lines)
+    lines, text, answer = _render("dividemix_threshold", records, tmp_path)
     assert "across the 10 cells" in answer and "over 3 seeds" in answer
     assert "the accuracy follows it" in answer
     rho = float(answer.split("is ")[1].split(" [")[0])
