@@ -389,8 +389,9 @@ def test_only_filter_dry_run_and_status(tmp_path, write_grid, capsys) -> None:
     assert re.search(r"^  CPU rates \(training images/s\): mlp 1x8x8 10 classes batch 64 "
                      r"[0-9,]+ \(measured now\)$", out, re.M), out
     assert "cnn6" not in out
+    assert "from finished runs: none under" in out
 
-    assert bench_main(["run", str(path), "--results", results, "--no-progress",
+    assert bench_main(["run", str(path), "--results", results, "--no-progress", "--threads", "1",
                        "--checkpoints", str(tmp_path / "ck"), "--only", "noise_rate=0.4"]) == 0
     recs = records(tmp_path / "results" / "g")
     assert len(recs) == 2 and {r["noise_rate"] for r in recs.values()} == {0.4}
@@ -404,6 +405,12 @@ def test_only_filter_dry_run_and_status(tmp_path, write_grid, capsys) -> None:
             if line.startswith("digits")}
     assert rows["symmetric-0.4"][:4] == ["2", "0", "0", "0"]
     assert rows["symmetric-0.2"] == ["0", "0", "0", "2", "2"]
+    # the two runs to run cost what the two finished ones took (same method, epochs, batch)
+    seconds = sorted(r["wall_seconds"] for r in recs.values())
+    recorded = re.search(r"^from finished runs on this host: ([0-9.e-]+) CPU-hours for 2 of the "
+                         r"2 run\(s\) to run, .*\(2 records ", out, re.M)
+    assert recorded, out
+    assert float(recorded.group(1)) == pytest.approx(2 * sum(seconds) / 2 / 3600, rel=2e-3)
 
     spec = next(r for r in load_grid(path).runs if r.noise_rate == 0.2)
     held = locks.acquire(tmp_path / "results" / "g" / ".locks" / f"{spec.run_id}.lock",

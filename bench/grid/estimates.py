@@ -1,9 +1,11 @@
-"""What a dry run says a grid will cost: GPU-hours from the perf cost model and CPU-hours on
-this machine from measured rates (:mod:`bench.perf`). An estimate never stops a dry run: what
-cannot be estimated is one line saying why."""
+"""What a dry run says a grid will cost: GPU-hours from the perf cost model, CPU-hours on this
+machine from measured rates (:mod:`bench.perf`), and CPU-hours from the wall seconds of the runs
+this machine already finished (:mod:`bench.recorded_cost`). An estimate never stops a dry run:
+what cannot be estimated is one line saying why."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from bench.cli import first_line
@@ -67,7 +69,37 @@ def _cpu_lines(runs: list[RunSpec], threads: int, log: Callable[[str], None]) ->
     return lines
 
 
-def estimate_lines(runs: list[RunSpec], *, threads: int, log: Callable[[str], None] = print) -> list[str]:
-    """The GPU-hour and CPU-hour lines of a dry run of ``runs`` at ``threads`` per run; ``log``
+def _recorded_lines(runs: list[RunSpec], threads: int, results: Path | None) -> list[str]:
+    """CPU-hours of ``runs`` from the finished runs under ``results`` that cost the same."""
+    if not runs or results is None:
+        return []
+    try:
+        from bench.recorded_cost import estimate_from_records, scan_recorded_seconds
+
+        est = estimate_from_records(runs, scan_recorded_seconds(results, threads=threads),
+                                    threads=threads)
+    except Exception as exc:  # an estimate must never stop a dry run
+        return [f"no estimate from finished runs: {type(exc).__name__}: {first_line(str(exc))}"]
+    if not est["covered"]:
+        return [f"from finished runs: none under {results} has the method, network, dataset, "
+                f"epochs and batch of a run to run on this host at {threads} thread(s)"]
+    lines = [f"from finished runs on this host: {est['cpu_hours']:.3g} CPU-hours for "
+             f"{est['covered']} of the {len(runs)} run(s) to run, each at the median wall time "
+             f"of its twins ({est['records']} records of the same method, network, dataset, "
+             f"epochs and batch at {threads} thread(s) under {results})"]
+    lines.append("  by method: " + ", ".join(
+        f"{k} {v:.3g}" for k, v in sorted(est["by_method"].items(), key=lambda kv: -kv[1])))
+    if est["uncovered"]:
+        lines.append(f"  {est['uncovered']} run(s) have no such record and are not counted")
+    lines.append("  their wall times include whatever shared the machine with them; "
+                 "--jobs J side by side take about 1/J of it as wall time")
+    return lines
+
+
+def estimate_lines(runs: list[RunSpec], *, threads: int, results: Path | None = None,
+                   log: Callable[[str], None] = print) -> list[str]:
+    """The GPU-hour and CPU-hour lines of a dry run of ``runs`` at ``threads`` per run; with
+    ``results`` (the records root) also the CPU-hours from the finished runs there; ``log``
     receives what a calibration of the CPU rates prints while it measures."""
-    return _gpu_lines(_gpu_estimate(runs)) + _cpu_lines(runs, threads, log)
+    return (_gpu_lines(_gpu_estimate(runs)) + _cpu_lines(runs, threads, log)
+            + _recorded_lines(runs, threads, results))

@@ -85,6 +85,6 @@ def print_status(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
         copied = twins if reuse else set()
         to_run = [s for s in runs if states[s.run_id] in ("pending", "retry") and s.run_id not in copied]
         print(f"{len(to_run)} run(s) would run")
-        for line in estimate_lines(to_run, threads=threads):
+        for line in estimate_lines(to_run, threads=threads, results=Path(results)):
             print(line)
     return 0
