@@ -252,7 +252,7 @@ def test_lambda_section_finds_the_best_lambda_and_tests_the_default_against_it(t
     assert "at symmetric 80% the best co_lambda is 0.9" in answer
     for setting in ("symmetric 50%", "symmetric 80%"):
         part = answer.split(f"at {setting}")[1]
-        est, low, high = _estimate_after(part, "co_lambda 0.1 − best = ")
+        est, low, high = _estimate_after(part, f"co_lambda 0.1 − {BEST[0.5 if '50' in setting else 0.8]:g} = ")
         assert est == pytest.approx(-3.0, abs=0.5) and high < 0
     assert answer.count("a difference") == 2
     assert "| symmetric 50% | 0.8 |" in text and "| symmetric 80%: 0.1 − 0.9 | 3 |" in text
@@ -267,6 +267,20 @@ def test_lambda_section_finds_the_best_lambda_and_tests_the_default_against_it(t
     assert (tmp_path / "question_jocor_lambda.png").is_file()
     assert ("Every run of a setting trained on one noise draw (noise_seed 0): the intervals cover the training "
             "seeds and are conditional on that draw.") in lines
+
+
+def test_lambda_section_tests_a_winning_default_against_the_runner_up(tmp_path):
+    records = _lambda_records(np.random.default_rng(4))
+    for r in records:   # the default now wins by 2 points over the best other value
+        if r["method_params"]["co_lambda"] == 0.1:
+            r["test_acc_last10"] += 5.0
+    _, text, answer = _render("jocor_lambda_mnist", records, tmp_path)
+    for setting, runner_up in (("symmetric 50%", 0.8), ("symmetric 80%", 0.9)):
+        part = answer.split(f"at {setting}")[1]
+        assert part.startswith(" the best co_lambda is 0.1 with")
+        est, low, high = _estimate_after(part, f"co_lambda 0.1 − {runner_up:g} = ")
+        assert est == pytest.approx(2.0, abs=0.5) and low > 0
+    assert "| symmetric 50%: 0.1 − 0.8 | 3 |" in text
 
 
 # ---- rsl_vs_smallloss_mnist -------------------------------------------------------------------
@@ -332,10 +346,13 @@ def _dividemix_records(rng: np.random.Generator, slope: float) -> tuple[list[dic
 def test_dividemix_section_finds_accuracy_following_the_kept_noise(tmp_path):
     records, truth = _dividemix_records(np.random.default_rng(5), slope=-0.5)
     lines, text, answer = _render("dividemix_threshold", records, tmp_path)
-    assert "across the 10 cells" in answer and "over 3 seeds" in answer
-    assert "the accuracy follows it" in answer
-    rho = float(answer.split("is ")[1].split(" [")[0])
-    assert rho < -0.9
+    parts = answer.split("; ")
+    assert len(parts) == 2, answer   # one rho per noise setting, across its 5 thresholds
+    for part, setting in zip(parts, ("asymmetric 30%", "symmetric_inclusive 40%")):
+        assert f"at {setting}, rho = " in part and "over 5 thresholds x 3 seeds" in part, part
+        assert "the accuracy follows it" in part
+        assert float(part.split("rho = ")[1].split(" [")[0]) < -0.9
+    assert "| all cells | 10 |" in text   # the pooled rho stays in the table
     mean_acc = truth[[s.noise_type == "asymmetric" and s.method_params["p_threshold"] == 0.5
                       for s in truth["spec"]]]["acc"].mean()
     assert "| asymmetric 30% | 0.5 | 35000 [35000, 35000] (3) |" in text and f"| {mean_acc:.2f} [" in text
@@ -349,6 +366,16 @@ def test_dividemix_section_does_not_claim_a_relation_that_is_not_there(tmp_path)
         r["test_acc_best"] = float(rng.normal(80, 3))
     answer = _answer(questions.question_sections("dividemix_threshold", _frame(records), tmp_path, figures=False))
     assert "follows it (" not in answer
+
+
+def test_dividemix_section_says_why_a_rho_is_not_tested(tmp_path):
+    records, _ = _dividemix_records(np.random.default_rng(7), slope=-0.5)
+    kept = [r for r in records if r["method_params"]["p_threshold"] in (0.1, 0.9)]
+    answer = _answer(questions.question_sections("dividemix_threshold", _frame(kept), tmp_path, figures=False))
+    assert answer.count("not tested: rho is undefined over 2 cell(s) (it needs 3 or more") == 2, answer
+    one_seed = [r for r in records if r["seed"] == 1]
+    answer = _answer(questions.question_sections("dividemix_threshold", _frame(one_seed), tmp_path, figures=False))
+    assert answer.count("not tested: no interval over 1 seed(s)") == 2, answer
 
 
 # ---- the entry point --------------------------------------------------------------------------

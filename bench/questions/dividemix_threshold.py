@@ -34,13 +34,23 @@ def _seed_matrix(kept: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _follows(c: paired.Correlation) -> str:
+    """What the interval of rho says about "accuracy follows the kept set's noise"."""
+    if not np.isfinite(c.rho):
+        return (f"not tested: rho is undefined over {c.n_cells} cell(s) (it needs 3 or more, "
+                "neither noise nor accuracy constant)")
     if not np.isfinite(c.ci_low):
-        return "not tested"
+        return f"not tested: no interval over {c.n_seeds} seed(s) (it needs 2 or more)"
     if c.ci_high < 0:
-        return "follows it (accuracy falls as the kept set's noise rises)"
+        return "the accuracy follows it (falls as the kept set's noise rises)"
     if c.ci_low > 0:
-        return "rises with it (the opposite of following it)"
-    return "not shown (the interval includes 0)"
+        return "the accuracy rises with it (the opposite of following it)"
+    return "not shown either way (the interval includes 0)"
+
+
+def _answer(name: str, c: paired.Correlation) -> str:
+    return (f"at {name}, rho = {fmt(c.rho)} "
+            f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}] over {c.n_cells} thresholds x {c.n_seeds} seeds: "
+            f"{_follows(c)}")
 
 
 def _body(ctx: Context, acc: pd.Series) -> list[str]:
@@ -55,10 +65,9 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
     corr = [(name, paired.spearman_bootstrap(_seed_matrix(g, "noise_kept"), _seed_matrix(g, "acc"),
                                              rng=ctx.rng)) for name, g in groups]
     overall = corr[0][1]
-    lines = [f"**Answer:** across the {overall.n_cells} cells (setting x p_threshold) Spearman's rho "
-             f"between the kept set's label noise and the accuracy is {fmt(overall.rho)} [95% bootstrap "
-             f"CI {fmt(overall.ci_low)}, {fmt(overall.ci_high)}] over {overall.n_seeds} seeds: the "
-             f"accuracy {_follows(overall)}.", ""]
+    lines = ["**Answer:** Spearman's rho between the kept set's label noise and the accuracy across "
+             "the thresholds, 95% bootstrap interval over the seeds: "
+             + "; ".join(_answer(name, c) for name, c in corr[1:]) + ".", ""]
     lines += ["Per p_threshold, at each run's last epoch: the size of net1's kept (labelled) set at the "
               "threshold it trained with, that set's label noise (1 − precision against the clean labels) "
               "and the accuracy; mean [95% CI] (seeds).", ""]
