@@ -18,7 +18,8 @@ import seaborn as sns
 
 from bench.figures import _colors, _save, plt, t_interval
 
-__all__ = ["curves_with_bands", "accuracy_by_parameter", "per_class_bars", "accuracy_vs_kept_noise"]
+__all__ = ["curves_with_bands", "accuracy_by_parameter", "per_class_bars", "accuracy_vs_kept_noise",
+           "accuracy_by_draw"]
 
 
 def _band(ax, x: np.ndarray, values: np.ndarray, *, color, label: str) -> None:
@@ -126,5 +127,48 @@ def accuracy_vs_kept_noise(cells: pd.DataFrame, path: Path, *, ylabel: str) -> P
             ax.annotate(f"{row['value']:g}", (row["noise"], row["acc"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
     _finish(ax, xlabel="label noise of the kept set (%)", ylabel=ylabel)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def accuracy_by_draw(runs: pd.DataFrame, path: Path, *,
+                     paper: Mapping[tuple[str, str], float] | None = None) -> Path | None:
+    """Each run's accuracy per noise draw, one panel per (setting, method): the runs as dots, each
+    draw's mean as a bar, the grand mean of the suite's draws as a dashed line and the paper's
+    number (``paper``: {(setting, method): number}) as a dotted red one. ``runs``: one row per
+    run, columns setting, method, draw (``suite`` or an official sampler's name), noise_seed, acc."""
+    runs = runs.dropna(subset=["acc"])
+    if runs.empty:
+        return None
+    runs = runs.assign(x=[f"draw {int(s)}" if d == "suite" else f"{d} (official)"
+                          for d, s in zip(runs["draw"], runs["noise_seed"])])
+    settings = list(dict.fromkeys(runs["setting"]))
+    methods = sorted(set(runs["method"]))
+    fig, axes = plt.subplots(len(settings), len(methods), figsize=(3.6 * len(methods), 3.2 * len(settings)),
+                             squeeze=False)
+    for (i, setting), (k, method) in ((a, b) for a in enumerate(settings) for b in enumerate(methods)):
+        ax = axes[i][k]
+        rows = runs[(runs["setting"] == setting) & (runs["method"] == method)]
+        if rows.empty:
+            ax.set_visible(False)
+            continue
+        order = sorted(set(rows["x"]), key=lambda v: (v.endswith("(official)"), v))
+        sns.pointplot(data=rows, x="x", y="acc", order=order, estimator="mean", errorbar=None,
+                      color="black", markers="_", linestyles="none", ax=ax)
+        sns.stripplot(data=rows, x="x", y="acc", order=order, color="tab:blue", size=4, alpha=0.7, ax=ax)
+        suite = rows[rows["draw"] == "suite"]
+        if not suite.empty:
+            ax.axhline(suite.groupby("noise_seed")["acc"].mean().mean(), color="grey", linestyle="--",
+                       linewidth=1, label="mean of the suite's draws")
+        number = (paper or {}).get((setting, method))
+        if number is not None:
+            ax.axhline(number, color="tab:red", linestyle=":", linewidth=1.2, label=f"paper {number:g}")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        ax.set_title(f"{method}, {setting}", fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel("test accuracy (%)")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

@@ -378,6 +378,75 @@ def test_dividemix_section_says_why_a_rho_is_not_tested(tmp_path):
     assert answer.count("not tested: no interval over 1 seed(s)") == 2, answer
 
 
+# ---- noise_draw_mnist --------------------------------------------------------------------------
+
+DRAW_SD = {"jocor": 1.0, "coteaching": 0.5, "standard": 0.0}   # sigma_draw per method; sigma_train 0.2
+
+
+def _draw_records(rng: np.random.Generator, *, official_shift: float = 0.0) -> list[dict]:
+    """Every run of noise_draw_mnist: draw effects of DRAW_SD on the suite's draws, training noise
+    0.2; the official draw's runs ``official_shift`` above the suite's grand mean."""
+    effects = {(m, r, d): rng.normal(0, sd) for m, sd in DRAW_SD.items() for r in (0.5, 0.8) for d in range(5)}
+    records = []
+    for spec in _specs("noise_draw_mnist"):
+        base = (90.0 if spec.noise_rate == 0.5 else 40.0)
+        if spec.noise_draw == "suite":
+            acc = base + effects[(spec.method, spec.noise_rate, spec.noise_seed)]
+        else:
+            acc = base + official_shift
+        acc += rng.normal(0, 0.2)
+        records.append(_record(spec, [acc - 3] * 5 + [acc] * 10))
+    return records
+
+
+def _components(records: list[dict], method: str, rate: float):
+    from bench import stats
+
+    suite = [r for r in records if r["method"] == method and r["noise_rate"] == rate
+             and r.get("noise_draw", "suite") == "suite"]
+    return stats.variance_components([r["test_acc_last10"] for r in suite], [r["noise_seed"] for r in suite])
+
+
+def test_noise_draw_section_splits_the_draw_from_training_and_bounds_the_gap(tmp_path):
+    records = _draw_records(np.random.default_rng(8))
+    lines, text, answer = _render("noise_draw_mnist", records, tmp_path)
+    assert "the widest of 6 crossed cell(s)" in answer and "in 6 of 6 cell(s)" in answer
+    for method in DRAW_SD:
+        for rate in (0.5, 0.8):
+            c = _components(records, method, rate)
+            row = next(line for line in lines if line.startswith(f"| symmetric {rate * 100:g}% | {method} | 5 x 3.0 |"))
+            assert f"| {np.sqrt(c.s2_draw):.3f} [{np.sqrt(c.s2_draw_low):.3f}, {np.sqrt(c.s2_draw_high):.3f}] |" in row
+            assert f"| {np.sqrt(c.s2_train):.3f} [" in row
+            half = 1.959964 * np.sqrt(2 * c.s2_draw)
+            assert f"| ±{half:.2f} [" in row
+            bullet = next(line for line in lines if line.startswith(f"- {method} at symmetric {rate * 100:g}%"))
+            est, low, high = _estimate_after(bullet, "the draw alone ±")
+            assert low <= 1.96 * np.sqrt(2) * DRAW_SD[method] <= high + 0.01, bullet
+    # the widest cell of the answer is a jocor one, the method with the largest draw effect
+    assert re.search(r"points \(95% of draw pairs; jocor at symmetric", answer), answer
+    # a std over seeds at one draw understates most where the draw dominates
+    assert _estimate_after(answer, "understates the spread on other draws by up to ×")[0] > 2.0
+    assert "| ours − paper (paper's number) |" in text and "(52.66, recalled) |" in text
+    assert (tmp_path / "question_noise_draw.png").is_file()
+
+
+def test_noise_draw_section_finds_an_official_draw_outside_the_suite_draws(tmp_path):
+    records = _draw_records(np.random.default_rng(9), official_shift=5.0)
+    lines, text, answer = _render("noise_draw_mnist", records, tmp_path)
+    assert "inside the range of one more of the suite's draws in 0 of 6 cell(s)" in answer
+    rows = [line for line in lines if "| noisify |" in line]
+    assert len(rows) == 6 and all(line.endswith("| outside |") for line in rows)
+
+
+def test_noise_draw_section_waits_for_crossed_cells_and_names_the_missing_draws(tmp_path):
+    records = [r for r in _draw_records(np.random.default_rng(10)) if r["seed"] == 1]
+    lines, text, answer = _render("noise_draw_mnist", records, tmp_path)
+    assert answer == ("**Answer:** not yet: no cell has two or more of the suite's draws with several "
+                      "seeds each.")
+    assert "coteaching at symmetric 50% (5 run(s) on 5 draw(s))" in text
+    assert "| seed/noise seed |" in text and "| jocor | symmetric 80% | 10 | 2/0, 2/1, 2/2, 2/3, 2/4, 3/0, " in text
+
+
 # ---- the entry point --------------------------------------------------------------------------
 
 
@@ -387,6 +456,7 @@ def test_a_grid_without_records_says_so_in_one_line_and_other_grids_get_nothing(
     assert body == ["No records of this grid yet (all 30 runs of the grid are pending)."]
     assert questions.question_sections("jocor_mnist", pd.DataFrame(), tmp_path) == []
     assert set(questions.QUESTIONS) == {"self_learning_start", "self_learning_eta", "jocor_lambda_mnist",
+                                        "noise_draw_mnist",
                                         "rsl_vs_smallloss_mnist", "dividemix_threshold"}
 
 

@@ -47,3 +47,39 @@ def test_no_split_without_replicated_draws() -> None:
     c = stats.variance_components(np.arange(4.0), [0, 1, 2, 3])
     assert math.isnan(c.share) and math.isnan(c.s2_draw_low)
     assert stats.variance_components(np.arange(4.0), [0, 0, 1, 2]).approximate
+
+
+@pytest.mark.parametrize("sd_draw", [0.5, 1.0])
+def test_the_draw_gap_bounds_gaps_between_draws_and_its_intervals_cover_the_truth(sd_draw: float) -> None:
+    """J = 5 draws x I = 3 seeds (noise_draw_mnist's design), sigma_train = 1: the interval of the
+    draw-only half-width and of the draw's fraction of a 5-seed gap cover their true values, and
+    the true half-width bounds 95% of simulated gaps between two draws' true means."""
+    rng = np.random.default_rng(12)
+    truth_width = 1.959964 * math.sqrt(2) * sd_draw
+    truth_fraction = sd_draw ** 2 / (sd_draw ** 2 + 1.0 / 5)
+    hits = np.zeros(2)
+    n = 2000
+    for x, labels in _cells(rng, draws=5, seeds=3, sd_draw=sd_draw, n=n):
+        g = stats.draw_gap(stats.variance_components(x, labels), seeds=5)
+        hits += [g.draw_half_width_low <= truth_width <= g.draw_half_width_high,
+                 g.fraction_low <= truth_fraction <= g.fraction_high]
+    coverage = hits / n
+    assert np.all((coverage >= 0.93) & (coverage <= 0.97)), coverage
+    gaps = rng.normal(0, sd_draw, 20000) - rng.normal(0, sd_draw, 20000)
+    assert np.mean(np.abs(gaps) <= truth_width) == pytest.approx(0.95, abs=0.01)
+    # with the training seeds in: the whole gap of two 5-seed means
+    g = stats.draw_gap(stats.VarianceComponents(5, 3.0, sd_draw ** 2, *(math.nan,) * 2, 1.0,
+                                                *(math.nan,) * 8, False), seeds=5)
+    means = gaps + rng.normal(0, 1 / math.sqrt(5), 20000) - rng.normal(0, 1 / math.sqrt(5), 20000)
+    assert np.mean(np.abs(means) <= g.half_width) == pytest.approx(0.95, abs=0.01)
+
+
+def test_the_draw_gap_of_a_hand_computed_cell() -> None:
+    c = stats.variance_components(np.array([0.0, 1.0, 2.0, 2.0, 3.0, 4.0]), [0, 0, 0, 1, 1, 1])
+    g = stats.draw_gap(c, seeds=5)
+    assert g.draw_half_width == pytest.approx(1.959964 * math.sqrt(2 * 5 / 3), rel=1e-5)
+    assert g.half_width == pytest.approx(1.959964 * math.sqrt(2 * (5 / 3 + 1 / 5)), rel=1e-5)
+    assert g.fraction == pytest.approx((5 / 3) / (5 / 3 + 1 / 5))
+    assert g.fraction_low <= g.fraction <= g.fraction_high
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        stats.draw_gap(c, seeds=0)

@@ -6,7 +6,8 @@ prototype diversity threshold explains the collapse after the first correction
 (``self_learning_eta``), which JoCoR co_lambda is best and whether the default 0.1 loses
 (``jocor_lambda_mnist``), whether RSL's class-wise selection beats plain small-loss selection at
 its budget (``rsl_vs_smallloss_mnist``) and whether DivideMix's accuracy follows its kept set's
-noise rate (``dividemix_threshold``). One module per question holds its :class:`Question`;
+noise rate (``dividemix_threshold``), and how much of a reproduction gap the noise draw explains
+(``noise_draw_mnist``). One module per question holds its :class:`Question`;
 :mod:`bench.questions.common` what they share. :func:`question_sections` gives the markdown of the
 grid's section (nothing for another grid). Each section opens with the question as it was put,
 answers it in one sentence with its numbers, intervals and verdict, shows the tables and the
@@ -30,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from bench.left_out import GRIDS_DIR
-from bench.questions import (dividemix_threshold, jocor_lambda, rsl_selection, self_learning_eta,
-                             self_learning_start)
+from bench.questions import (dividemix_threshold, jocor_lambda, noise_draw, rsl_selection,
+                             self_learning_eta, self_learning_start)
 from bench.questions.common import (Context, Question, accuracy, compute_line, draw_lines, expected_runs,
                                     in_grid, left_out_lines, pair_on_seed, pending_lines, two_arm_test)
 
@@ -44,6 +45,7 @@ QUESTIONS: dict[str, Question] = {
     "jocor_lambda_mnist": jocor_lambda.QUESTION,
     "rsl_vs_smallloss_mnist": rsl_selection.QUESTION,
     "dividemix_threshold": dividemix_threshold.QUESTION,
+    "noise_draw_mnist": noise_draw.QUESTION,
 }
 
 

@@ -263,22 +263,26 @@ def in_grid(runs: pd.DataFrame, expected: tuple | None) -> tuple[pd.DataFrame, p
 
 
 def pending_lines(runs: pd.DataFrame, expected: tuple | None) -> list[str]:
-    """What the grid file expands to that has no record yet, per arm and setting, with seeds."""
+    """What the grid file expands to that has no record yet, per arm and setting, with seeds (and
+    noise seeds, as ``seed/noise seed``, where a grid crosses several draws with its seeds)."""
     if expected is None:
         return ["Pending: no grid file to compare the records with.", ""]
     have = set(runs["run_id"]) if "run_id" in runs else set()
-    missing: dict[tuple[str, str], list[int]] = {}
+    missing: dict[tuple[str, str], list[tuple[int, Any]]] = {}
     for spec in expected:
         if spec.run_id not in have:
-            missing.setdefault((spec.label, setting(spec.noise_type, spec.noise_rate)), []).append(spec.seed)
+            missing.setdefault((spec.label, setting(spec.noise_type, spec.noise_rate)), []).append(
+                (spec.seed, spec.noise_seed))
     if not missing:
         return [f"Pending: nothing; all {len(expected)} runs of the grid have a record.", ""]
+    crossed = any(len({seed for seed, _ in pairs}) < len(pairs) for pairs in missing.values())
     n = sum(len(s) for s in missing.values())
-    rows = [(label, where, len(seeds), ", ".join(str(s) for s in sorted(seeds)))
-            for (label, where), seeds in missing.items()]
+    rows = [(label, where, len(pairs), ", ".join(f"{seed}/{noise}" if crossed else str(seed)
+                                                   for seed, noise in sorted(pairs)))
+            for (label, where), pairs in missing.items()]
     return [f"Pending: {n} of the grid's {len(expected)} runs have no record yet; the numbers "
             "above are over the runs that have one.", "",
-            *table(["arm", "setting", "runs missing", "seeds"], rows)]
+            *table(["arm", "setting", "runs missing", "seed/noise seed" if crossed else "seeds"], rows)]
 
 
 def left_out_lines(outside: pd.DataFrame) -> list[str]:

@@ -17,7 +17,7 @@ paper's number) and :mod:`bench.stats.comparisons` (methods against each other).
 from __future__ import annotations
 
 from bench.stats.cells import (CROSSED, DESIGNS, DRAW_PER_RUN, MIN_BOOT_N, ONE_DRAW, CellEstimate, Description,
-                               VarianceComponents, describe, estimate_cell, estimate_from_summary, pd_codes,
+                               DrawGap, VarianceComponents, describe, draw_gap, estimate_cell, estimate_from_summary, pd_codes,
                                satterthwaite_df, t_interval, variance_components)
 from bench.stats.comparisons import (MIN_CD_CELLS, NEMENYI_Q05, FriedmanResult, PairedComparison, average_ranks,
                                      clopper_pearson, critical_difference, friedman, iman_davenport, iqm,
@@ -28,11 +28,12 @@ from bench.stats.paper import (ABOVE, BELOW, HIGHER, INCONCLUSIVE, LOWER, NO_PAP
                                seeds_for_equivalence, test_against_paper, tost_power, verdict, verdict_text)
 
 __all__ = [
-    "Description", "CellEstimate", "VarianceComponents", "PaperTest", "PairedComparison", "FriedmanResult",
+    "Description", "CellEstimate", "VarianceComponents", "DrawGap", "PaperTest", "PairedComparison", "FriedmanResult",
     "VERDICTS", "DESIGNS", "NEMENYI_Q05", "MIN_BOOT_N", "MIN_CD_CELLS",
     "ONE_DRAW", "DRAW_PER_RUN", "CROSSED",
     "REPRODUCED", "LOWER", "HIGHER", "BELOW", "ABOVE", "INCONCLUSIVE", "TOO_FEW", "NO_PAPER", "SIGMA_UCB", "POWER",
     "describe", "t_interval", "estimate_cell", "estimate_from_summary", "satterthwaite_df", "variance_components",
+    "draw_gap",
     "pd_codes",
     "compare_to_paper", "test_against_paper", "paper_se", "verdict", "verdict_text", "holm", "apply_holm",
     "tost_power", "seeds_for_equivalence", "paired_comparison", "probability_of_improvement",

@@ -295,6 +295,49 @@ def variance_components(x: Sequence[float] | np.ndarray, draws: Sequence[object]
                               under(share_low), under(share_high), bool(np.unique(sizes).size > 1))
 
 
+@dataclass(frozen=True)
+class DrawGap(AsDict):
+    """What the noise draw explains of the gap between two cell means on different draws (a
+    paper's and a re-implementation's), each over ``seeds`` training seeds on its one draw.
+
+    The gap of the two means is D_a - D_b + (training means), with variance 2 sigma2_draw +
+    2 sigma2_train / seeds. ``draw_half_width`` = z 2^0.5 sigma_draw bounds the gap the draw alone
+    makes in ``confidence`` of draw pairs (training seeds averaged away); ``half_width`` bounds the
+    whole gap at ``seeds`` seeds each; ``fraction`` = sigma2_draw / (sigma2_draw + sigma2_train /
+    seeds) is the draw's part of the gap's variance. The intervals carry those of sigma2_draw and
+    of the share (:class:`VarianceComponents`) through these monotone maps.
+    """
+
+    seeds: int
+    draw_half_width: float
+    draw_half_width_low: float
+    draw_half_width_high: float
+    half_width: float
+    fraction: float
+    fraction_low: float
+    fraction_high: float
+
+
+def draw_gap(components: VarianceComponents, *, seeds: int = 5, confidence: float = 0.95) -> DrawGap:
+    """:class:`DrawGap` of a crossed cell's variance components at ``seeds`` seeds per mean."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    z = float(sps.norm.ppf(0.5 + confidence / 2)) * math.sqrt(2.0)
+
+    def width(s2: float) -> float:
+        return z * math.sqrt(s2) if np.isfinite(s2) and s2 >= 0 else math.nan
+
+    def fraction(share: float) -> float:   # sigma2_d / (sigma2_d + sigma2_t / n) from the share
+        if not np.isfinite(share):
+            return math.nan
+        return share * seeds / (share * seeds + 1.0 - share) if share < 1 else 1.0
+
+    c = components
+    total = c.s2_draw + c.s2_train / seeds if np.isfinite(c.s2_draw + c.s2_train) else math.nan
+    return DrawGap(seeds, width(c.s2_draw), width(c.s2_draw_low), width(c.s2_draw_high), width(total),
+                   fraction(c.share), fraction(c.share_low), fraction(c.share_high))
+
+
 def pd_codes(values: Sequence[object]) -> np.ndarray:
     """Integer codes of arbitrary hashable labels, in order of first appearance."""
     seen: dict = {}
