@@ -356,6 +356,8 @@ def test_dividemix_section_finds_accuracy_following_the_kept_noise(tmp_path):
     mean_acc = truth[[s.noise_type == "asymmetric" and s.method_params["p_threshold"] == 0.5
                       for s in truth["spec"]]]["acc"].mean()
     assert "| asymmetric 30% | 0.5 | 35000 [35000, 35000] (3) |" in text and f"| {mean_acc:.2f} [" in text
+    scope = next(line for line in lines if line.startswith("Answered here on MNIST"))
+    assert "Grid `dividemix_threshold_cifar10` (30 runs" in scope and re.search(r"estimates [\d.]+ GPU-hours", scope)
     assert (tmp_path / "question_dividemix_threshold.png").is_file()
 
 
