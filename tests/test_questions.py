@@ -413,6 +413,15 @@ def test_noise_draw_section_splits_the_draw_from_training_and_bounds_the_gap(tmp
     records = _draw_records(np.random.default_rng(8))
     lines, text, answer = _render("noise_draw_mnist", records, tmp_path)
     assert "the widest of 6 crossed cell(s)" in answer and "in 6 of 6 cell(s)" in answer
+    from bench import stats
+
+    cells = [(m, r) for m in sorted(DRAW_SD) for r in (0.5, 0.8)]
+    holm = dict(zip(cells, stats.holm([_components(records, m, r).p_draw for m, r in cells])))
+    assert f"detected in {sum(p < 0.05 for p in holm.values())} of 6 crossed cell(s)" in answer
+    for (m, r), p in holm.items():
+        bullet = next(line for line in lines if line.startswith(f"- {m} at symmetric {r * 100:g}%"))
+        assert ("a draw effect (" if p < 0.05 else "no draw effect detected (") in bullet, bullet
+    assert all(holm[("jocor", r)] < 0.05 for r in (0.5, 0.8))   # sigma_draw 1 against sigma_train 0.2
     for method in DRAW_SD:
         for rate in (0.5, 0.8):
             c = _components(records, method, rate)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from bench import stats
 
@@ -83,3 +84,22 @@ def test_the_draw_gap_of_a_hand_computed_cell() -> None:
     assert g.fraction_low <= g.fraction <= g.fraction_high
     with pytest.raises(ValueError, match="seeds must be >= 1"):
         stats.draw_gap(c, seeds=0)
+
+
+@pytest.mark.parametrize("draws, seeds", [(5, 3), (4, 2)])
+def test_the_draw_test_holds_its_level_and_finds_a_large_draw_effect(draws: int, seeds: int) -> None:
+    rng = np.random.default_rng(13)
+    null = [stats.variance_components(x, labels).p_draw
+            for x, labels in _cells(rng, draws=draws, seeds=seeds, sd_draw=0.0, n=2000)]
+    assert np.mean(np.array(null) < 0.05) == pytest.approx(0.05, abs=0.015)
+    # under sigma_draw = 1 (sigma_train 1), MSB / MSW is (1 + I) times an F: the exact power
+    alt = [stats.variance_components(x, labels).p_draw
+           for x, labels in _cells(rng, draws=draws, seeds=seeds, sd_draw=1.0, n=2000)]
+    df_b, df_w = draws - 1, draws * (seeds - 1)
+    power = float(sps.f.sf(sps.f.isf(0.05, df_b, df_w) / (1 + seeds), df_b, df_w))
+    assert np.mean(np.array(alt) < 0.05) == pytest.approx(power, abs=0.03)
+    # unbalanced: one draw with a single seed
+    x, labels = next(_cells(rng, draws=5, seeds=3, sd_draw=0.0, n=1))
+    c = stats.variance_components(x[1:], labels[1:])
+    assert c.approximate and 0.0 <= c.p_draw <= 1.0
+    assert math.isnan(stats.variance_components(np.ones(6), [0, 0, 0, 1, 1, 1]).p_draw)

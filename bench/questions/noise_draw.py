@@ -19,9 +19,10 @@ import pandas as pd
 from scipy import stats as sps
 
 from bench import papers, question_figures, stats
-from bench.questions.common import Context, Question, fmt, mean_ci, settings, table
+from bench.questions.common import Context, Question, fmt, fmt_p, mean_ci, settings, table
 
 GAP_SEEDS = 5        # seeds behind each of the two means of a reproduction gap (the papers' usual n)
+ALPHA = 0.05
 SUITE = "suite"
 
 
@@ -93,9 +94,20 @@ def _official(runs: pd.DataFrame, cells: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _detected(r: pd.Series) -> str:
+    """The verdict on sigma2_draw = 0 of a crossed cell, from its Holm-adjusted F-test."""
+    c = r["comp"]
+    if not np.isfinite(r["p_holm"]):
+        return "not tested"
+    if r["p_holm"] < ALPHA:
+        return f"a draw effect (F-test Holm p = {fmt_p(r['p_holm'])})"
+    return (f"no draw effect detected (F-test Holm p = {fmt_p(r['p_holm'])}; σ_draw at most "
+            f"{fmt(_root(c.s2_draw_high))} at 95%)")
+
+
 def _cell_clause(r: pd.Series) -> str:
     c, g = r["comp"], r["gap"]
-    return (f"- {r['method']} at {r['setting']} ({r['draws']} draws, {r['runs']} runs): σ_draw "
+    return (f"- {r['method']} at {r['setting']} ({r['draws']} draws, {r['runs']} runs): {_detected(r)}; σ_draw "
             f"{_interval(_root(c.s2_draw), _root(c.s2_draw_low), _root(c.s2_draw_high))} against σ_train "
             f"{_interval(_root(c.s2_train), _root(c.s2_train_low), _root(c.s2_train_high))}; the draw alone "
             f"±{_interval(g.draw_half_width, g.draw_half_width_low, g.draw_half_width_high)} points, "
@@ -111,7 +123,9 @@ def _answer(crossed: pd.DataFrame, official: list[dict]) -> list[str]:
     widest = crossed.loc[crossed["gap"].map(lambda g: g.draw_half_width).idxmax()]
     most = crossed.loc[crossed["comp"].map(lambda c: c.understatement).idxmax()]
     g, c = widest["gap"], most["comp"]
-    text = (f"**Answer:** between two {GAP_SEEDS}-seed means on different noise draws (a paper's and a "
+    found = int((crossed["p_holm"] < ALPHA).sum())
+    text = (f"**Answer:** the noise draw's own variance is detected in {found} of {len(crossed)} "
+            f"crossed cell(s) (one-way ANOVA F-test, Holm); between two {GAP_SEEDS}-seed means on different noise draws (a paper's and a "
             f"re-implementation's), the draw alone makes gaps of up to "
             f"±{_interval(g.draw_half_width, g.draw_half_width_low, g.draw_half_width_high)} points "
             f"(95% of draw pairs; {widest['method']} at {widest['setting']}, the widest of "
@@ -132,6 +146,7 @@ def _components_table(cells: pd.DataFrame) -> list[str]:
     for _, r in cells.iterrows():  # crossed cells only
         c, g = r["comp"], r["gap"]
         rows.append((r["setting"], r["method"], f"{r['draws']} x {fmt(r['runs_per_draw'], 1)}",
+                     fmt_p(c.p_draw), fmt_p(r["p_holm"]),
                      _interval(_root(c.s2_draw), _root(c.s2_draw_low), _root(c.s2_draw_high), 3),
                      _interval(_root(c.s2_train), _root(c.s2_train_low), _root(c.s2_train_high), 3),
                      _interval(c.share, c.share_low, c.share_high),
@@ -142,7 +157,7 @@ def _components_table(cells: pd.DataFrame) -> list[str]:
                      _paper_gap(r)))
     approx = cells["comp"].map(lambda c: c.approximate).any()
     return ["Per cell of the suite's draws (J draws x I seeds per draw; one-way random-effects ANOVA, "
-            "95% intervals: σ_train chi-square, the share F, σ_draw modified large-sample"
+            "whose F-test of σ²_draw = 0 is Holm-adjusted across the cells; 95% intervals: σ_train chi-square, the share F, σ_draw modified large-sample"
             + (", ≈ with I0 in place of I where unbalanced" if approx else "") + "). The share is "
             "σ²_draw / (σ²_draw + σ²_train); a std over seeds at one fixed draw understates the std on "
             "other draws by 1/sqrt(1 − share). Between two means on different draws, each over "
@@ -151,7 +166,8 @@ def _components_table(cells: pd.DataFrame) -> list[str]:
             "makes the next column. The last sets the gap to the paper's number (the mean over the "
             "suite's draws less the paper's) beside them; its test, with the paper's SE and the "
             "draw's variance, is the report's table against the paper.", "",
-            *table(["setting", "method", "draws x seeds", "σ_draw", "σ_train", "draw's share",
+            *table(["setting", "method", "draws x seeds", "F-test p (σ_draw = 0)", "Holm p", "σ_draw",
+                    "σ_train", "draw's share",
                     "fixed-draw std understates by", "gap from the draw alone",
                     f"whole gap at {GAP_SEEDS} seeds", "draw's % of the gap variance",
                     "ours − paper (paper's number)"], rows)]
@@ -183,6 +199,8 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
     official = _official(runs, cells)
     split = cells["comp"].map(lambda c: bool(np.isfinite(c.share))) if not cells.empty else pd.Series(dtype=bool)
     crossed, waiting = cells[split], cells[~split]
+    crossed = crossed.assign(p_holm=stats.holm(crossed["comp"].map(lambda c: c.p_draw).to_numpy(dtype=float))
+                             if not crossed.empty else [])
     lines = _answer(crossed, official)
     if not crossed.empty:
         lines += _components_table(crossed)

@@ -216,7 +216,8 @@ class VarianceComponents(AsDict):
     """How the spread of a crossed cell (J draws x I seeds) splits between the noise draw and the
     training seed, with (``confidence``) intervals; NaNs where the design has no such split.
 
-    ``share`` is the draw's share of a run's variance, sigma2_draw / (sigma2_draw + sigma2_train)
+    ``p_draw`` tests sigma2_draw = 0 (the one-way ANOVA F-test, exact under normality for
+    balanced and unbalanced designs alike). ``share`` is the draw's share of a run's variance, sigma2_draw / (sigma2_draw + sigma2_train)
     (the intraclass correlation of runs on one draw); ``understatement`` = 1 / sqrt(1 - share) is
     by how much a std over seeds at one fixed draw (what a paper reports) understates the std a
     re-implementer sees, whose runs fall on other draws. Balanced designs: sigma2_train's interval
@@ -241,6 +242,7 @@ class VarianceComponents(AsDict):
     understatement_low: float
     understatement_high: float
     approximate: bool
+    p_draw: float = math.nan     # F-test of sigma2_draw = 0: MSB / MSW on (J - 1, N - J) df
 
 
 def variance_components(x: Sequence[float] | np.ndarray, draws: Sequence[object], *,
@@ -290,9 +292,13 @@ def variance_components(x: Sequence[float] | np.ndarray, draws: Sequence[object]
     def under(r: float) -> float:
         return 1.0 / math.sqrt(1.0 - r) if r < 1 else math.inf
 
+    if ms_w > 0:
+        p_draw = float(sps.f.sf(ratio, df_b, df_w))
+    else:   # no spread within draws: any spread between them is the draw's
+        p_draw = 0.0 if ms_b > 0 else nan
     return VarianceComponents(j, float(sizes.mean()), s2_draw, draw_low, draw_high, s2_train, train_low,
                               train_high, share, share_low, share_high, under(share) if np.isfinite(share) else nan,
-                              under(share_low), under(share_high), bool(np.unique(sizes).size > 1))
+                              under(share_low), under(share_high), bool(np.unique(sizes).size > 1), p_draw)
 
 
 @dataclass(frozen=True)
