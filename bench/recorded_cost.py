@@ -49,10 +49,11 @@ def record_cost_key(record: Mapping[str, Any]) -> CostKey | None:
             epochs, batch, train.get("max_iters_per_epoch"), limit)
 
 
-def recorded_seconds(records: Iterable[Mapping[str, Any]], *, host: str, threads: int
+def recorded_seconds(records: Iterable[Mapping[str, Any]], *, host: str, threads: int | None
                      ) -> dict[CostKey, list[float]]:
     """{cost key: wall seconds} of the finished CPU runs of ``host`` at ``threads`` torch
-    threads; each run counted once (copies of a run into another grid's folder are skipped)."""
+    threads (None: at any thread count, and then CPU-seconds, wall x threads); each run counted
+    once (copies of a run into another grid's folder are skipped)."""
     seen: set[str] = set()
     out: dict[CostKey, list[float]] = {}
     for rec in records:
@@ -60,9 +61,11 @@ def recorded_seconds(records: Iterable[Mapping[str, Any]], *, host: str, threads
         seconds = rec.get("wall_seconds")
         if (rec.get("status") != "ok" or rec.get("reused_from") or rec.get("fused")
                 or str(rec.get("device", "")) != "cpu" or env.get("hostname") != host
-                or env.get("cpu_threads") != threads
+                or (threads is not None and env.get("cpu_threads") != threads)
                 or not isinstance(seconds, (int, float)) or seconds <= 0):
             continue
+        if threads is None:
+            seconds = seconds * float(env.get("cpu_threads") or 1)
         run_id = str(rec.get("run_id"))
         key = record_cost_key(rec)
         if key is None or run_id in seen:
@@ -72,7 +75,7 @@ def recorded_seconds(records: Iterable[Mapping[str, Any]], *, host: str, threads
     return out
 
 
-def scan_recorded_seconds(results_root: str | Path, *, threads: int, host: str | None = None
+def scan_recorded_seconds(results_root: str | Path, *, threads: int | None, host: str | None = None
                           ) -> dict[CostKey, list[float]]:
     """:func:`recorded_seconds` of every record under ``results_root`` (every grid's folder);
     unreadable files are skipped (the status table reports them)."""
@@ -86,9 +89,10 @@ def scan_recorded_seconds(results_root: str | Path, *, threads: int, host: str |
 
 
 def estimate_from_records(runs: Iterable[RunSpec], seconds: Mapping[CostKey, list[float]], *,
-                          threads: int) -> dict:
+                          threads: int | None) -> dict:
     """CPU-hours of ``runs`` (one after another, at ``threads`` threads each) from the median
-    wall seconds of their finished twins in ``seconds``.
+    wall seconds of their finished twins in ``seconds`` (``threads`` None: ``seconds`` holds
+    CPU-seconds, :func:`recorded_seconds` at any thread count).
 
     Returns {"cpu_hours": hours of the covered runs, "covered": runs with twins, "uncovered":
     runs without, "records": twins used, "by_method": {method: hours}}.
@@ -103,7 +107,7 @@ def estimate_from_records(runs: Iterable[RunSpec], seconds: Mapping[CostKey, lis
         if not twins:
             uncovered += 1
             continue
-        run_hours = statistics.median(twins) * threads / 3600.0
+        run_hours = statistics.median(twins) * (threads or 1) / 3600.0
         hours += run_hours
         covered += 1
         used.add(key)

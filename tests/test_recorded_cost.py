@@ -80,3 +80,13 @@ def test_scan_reads_every_grid_folder_and_skips_unreadable_files(tmp_path) -> No
     (tmp_path / "a" / "broken.json").write_text("{not json")
     got = scan_recorded_seconds(tmp_path, threads=1, host="h")
     assert sorted(got[cost_key(spec)]) == [5.0, 7.0]
+
+
+def test_at_any_thread_count_the_twins_count_in_cpu_seconds() -> None:
+    spec = specs()[0]
+    one, two = finished(spec, 10.0, threads=1), finished(spec, 10.0, threads=2)
+    two["run_id"] += "-2"
+    got = recorded_seconds([one, two], host="h", threads=None)
+    assert sorted(got[cost_key(spec)]) == [10.0, 20.0]
+    est = estimate_from_records([spec], got, threads=None)
+    assert est["cpu_hours"] == pytest.approx(15.0 / 3600)

@@ -422,6 +422,8 @@ def test_only_filter_dry_run_and_status(tmp_path, write_grid, capsys) -> None:
     assert re.search(r"digits\s+symmetric-0\.2\s+standard\s+0\s+0\s+1\s+1", out), out
     assert re.search(r"total\s+2 cells\s+2\s+0\s+1\s+1", out), out
     assert "running: standard digits symmetric-0.2" in out
+    # what is left (the pending run, not the running one), from the finished runs at any thread count
+    assert "from finished runs on this host: " in out and "CPU-hours for 1 of the 1 run(s)" in out, out
 
     assert bench_main(["run", str(path), "--results", results, "--only", "method=nope"]) == 2
     assert "no run of grid g matches" in capsys.readouterr().err

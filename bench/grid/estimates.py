@@ -11,7 +11,7 @@ from typing import Callable
 from bench.cli import first_line
 from bench.config import RunSpec
 
-__all__ = ["estimate_lines"]
+__all__ = ["estimate_lines", "recorded_lines"]
 
 
 def _gpu_estimate(runs: list[RunSpec]) -> dict | None:
@@ -69,8 +69,9 @@ def _cpu_lines(runs: list[RunSpec], threads: int, log: Callable[[str], None]) ->
     return lines
 
 
-def _recorded_lines(runs: list[RunSpec], threads: int, results: Path | None) -> list[str]:
-    """CPU-hours of ``runs`` from the finished runs under ``results`` that cost the same."""
+def recorded_lines(runs: list[RunSpec], threads: int | None, results: Path | None) -> list[str]:
+    """CPU-hours of ``runs`` from the finished runs under ``results`` that cost the same, at
+    ``threads`` torch threads (None: finished runs at any thread count, as CPU-seconds)."""
     if not runs or results is None:
         return []
     try:
@@ -80,13 +81,14 @@ def _recorded_lines(runs: list[RunSpec], threads: int, results: Path | None) -> 
                                     threads=threads)
     except Exception as exc:  # an estimate must never stop a dry run
         return [f"no estimate from finished runs: {type(exc).__name__}: {first_line(str(exc))}"]
+    at = f"{threads} thread(s)" if threads else "any thread count"
     if not est["covered"]:
         return [f"from finished runs: none under {results} has the method, network, dataset, "
-                f"epochs and batch of a run to run on this host at {threads} thread(s)"]
+                f"epochs and batch of a run to run on this host at {at}"]
     lines = [f"from finished runs on this host: {est['cpu_hours']:.3g} CPU-hours for "
              f"{est['covered']} of the {len(runs)} run(s) to run, each at the median wall time "
              f"of its twins ({est['records']} records of the same method, network, dataset, "
-             f"epochs and batch at {threads} thread(s) under {results})"]
+             f"epochs and batch at {at} under {results})"]
     lines.append("  by method: " + ", ".join(
         f"{k} {v:.3g}" for k, v in sorted(est["by_method"].items(), key=lambda kv: -kv[1])))
     if est["uncovered"]:
@@ -102,4 +104,4 @@ def estimate_lines(runs: list[RunSpec], *, threads: int, results: Path | None = 
     ``results`` (the records root) also the CPU-hours from the finished runs there; ``log``
     receives what a calibration of the CPU rates prints while it measures."""
     return (_gpu_lines(_gpu_estimate(runs)) + _cpu_lines(runs, threads, log)
-            + _recorded_lines(runs, threads, results))
+            + recorded_lines(runs, threads, results))

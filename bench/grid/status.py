@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench.config import RunSpec
-from bench.grid.estimates import estimate_lines
+from bench.grid.estimates import estimate_lines, recorded_lines
 from bench.grid.state import GridState, find_twin
 from bench.tables import markdown_table
 
@@ -81,10 +81,13 @@ def print_status(grid_name: str, runs: list[RunSpec], *, results: Path, retries:
         print(f"  {len(twins)} pending run(s) have an identical record in another grid's folder: "
               + ("`run` copies them instead of training them (--no-reuse trains them)" if reuse
                  else "with --no-reuse they train again"))
+    copied = twins if reuse else set()
+    to_run = [s for s in runs if states[s.run_id] in ("pending", "retry") and s.run_id not in copied]
     if dry_run:
-        copied = twins if reuse else set()
-        to_run = [s for s in runs if states[s.run_id] in ("pending", "retry") and s.run_id not in copied]
         print(f"{len(to_run)} run(s) would run")
         for line in estimate_lines(to_run, threads=threads, results=Path(results)):
+            print(line)
+    else:   # what is left, from the finished runs alone (no calibration)
+        for line in recorded_lines(to_run, None, Path(results)):
             print(line)
     return 0
