@@ -17,8 +17,8 @@ that have no record yet.
 ``runs`` is one row per record, as :func:`bench.report.load_grid_runs` gives them (``acc``, the
 accuracy under the report's protocol, when present; else the grid protocol's ``test_acc_*``).
 Intervals are 95% t-intervals over seeds; arms are paired on the seed where the grid gives each
-seed one noise draw shared by the arms (:mod:`bench.paired`), and Holm runs over the tests that
-answer one question. Verdicts (:func:`bench.paired.holm_verdicts`): ``different`` (Holm p <
+seed one noise draw shared by the arms (:mod:`bench.stats.arms`), and Holm runs over the tests that
+answer one question. Verdicts (:func:`bench.arms.holm_verdicts`): ``different`` (Holm p <
 0.05), ``different, within the margin`` (and TOST within ±``margin`` points after Holm),
 ``equivalent`` (TOST only), else ``inconclusive``.
 """

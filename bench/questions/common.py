@@ -14,14 +14,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from bench import paired
-from bench.stats import t_interval
+from bench.stats import arms, t_interval
 from bench.tables import markdown_table
 
-VERDICT_TEXT = {paired.DIFFERENT: "a difference",
-                paired.SMALL_DIFFERENCE: "a difference, but within ±{m:g} point(s)",
-                paired.EQUIVALENT: "equivalent within ±{m:g} point(s)",
-                paired.INCONCLUSIVE: "inconclusive (neither a difference nor equivalence within ±{m:g})",
+VERDICT_TEXT = {arms.DIFFERENT: "a difference",
+                arms.SMALL_DIFFERENCE: "a difference, but within ±{m:g} point(s)",
+                arms.EQUIVALENT: "equivalent within ±{m:g} point(s)",
+                arms.INCONCLUSIVE: "inconclusive (neither a difference nor equivalence within ±{m:g})",
                 "": "not tested (fewer than two pairs)"}
 PAIRING = ("paired by seed where the two arms trained on each seed's one noise draw (else Welch, marked "
            "in the table)")
@@ -95,12 +94,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     return markdown_table(rows, header, style="compact").splitlines() + [""]
 
 
-def verdict(test: paired.TwoArmTest) -> str:
+def verdict(test: arms.TwoArmTest) -> str:
     """The verdict of ``test`` in words, with its margin."""
     return VERDICT_TEXT[test.verdict].format(m=test.margin)
 
 
-def comparison_text(test: paired.TwoArmTest, what: str = "") -> str:
+def comparison_text(test: arms.TwoArmTest, what: str = "") -> str:
     """``<what>d [low, high] (paired over n seeds, t Holm p = ..., exact sign-flip Holm p = ...):
     verdict`` (or Welch's)."""
     how = (f"paired over {test.n_a} seeds, t Holm p = {fmt_p(test.p_holm)}, exact sign-flip Holm p = "
@@ -110,7 +109,7 @@ def comparison_text(test: paired.TwoArmTest, what: str = "") -> str:
             f"{verdict(test)}")
 
 
-def tests_table(rows: Sequence[tuple[str, paired.TwoArmTest]]) -> list[str]:
+def tests_table(rows: Sequence[tuple[str, arms.TwoArmTest]]) -> list[str]:
     """One row per (comparison, test): the difference, every p-value and the verdict."""
     header = ["comparison", "pairs / runs", "difference [95% CI]", "t p", "t Holm p",
               "sign-flip p", "sign-flip Holm p", "Wilcoxon p", "TOST Holm p", "verdict"]
@@ -184,12 +183,12 @@ def pair_on_seed(a: pd.DataFrame, b: pd.DataFrame, value: str = "acc") -> tuple[
 
 
 def two_arm_test(a: pd.DataFrame, b: pd.DataFrame, *, margin: float, rng: np.random.Generator,
-                 value: str = "acc") -> paired.TwoArmTest:
+                 value: str = "acc") -> arms.TwoArmTest:
     """Arm a against arm b: paired on the seed where they share draws, else Welch."""
     pairs = pair_on_seed(a, b, value)
     if pairs is not None:
-        return paired.paired_test(*pairs, margin=margin, rng=rng)
-    return paired.welch_test(a[value].dropna().to_numpy(dtype=float), b[value].dropna().to_numpy(dtype=float),
+        return arms.paired_test(*pairs, margin=margin, rng=rng)
+    return arms.welch_test(a[value].dropna().to_numpy(dtype=float), b[value].dropna().to_numpy(dtype=float),
                              margin=margin)
 
 

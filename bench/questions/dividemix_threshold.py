@@ -12,11 +12,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench import paired, question_figures
+from bench import question_figures
 from bench.cost_model import estimate_grid_hours
 from bench.left_out import GRIDS_DIR
 from bench.questions.common import Context, Question, expected_runs, fmt, fmt_p, mean_ci, settings, table
-from bench.stats import t_interval
+from bench.stats import arms, t_interval
 
 def _threshold_cells(kept: pd.DataFrame) -> pd.DataFrame:
     rows = []
@@ -35,7 +35,7 @@ def _seed_matrix(kept: pd.DataFrame, column: str) -> np.ndarray:
     return kept.pivot_table(index=["setting", "p_threshold"], columns="seed", values=column).to_numpy(dtype=float)
 
 
-def _follows(c: paired.Correlation) -> str:
+def _follows(c: arms.Correlation) -> str:
     """What the interval of rho says about "accuracy follows the kept set's noise"."""
     if not np.isfinite(c.rho):
         return (f"not tested: rho is undefined over {c.n_cells} cell(s) (it needs 3 or more, "
@@ -49,7 +49,7 @@ def _follows(c: paired.Correlation) -> str:
     return "not shown either way (the interval includes 0)"
 
 
-def _answer(name: str, c: paired.Correlation) -> str:
+def _answer(name: str, c: arms.Correlation) -> str:
     return (f"at {name}, rho = {fmt(c.rho)} "
             f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}] over {c.n_cells} thresholds x {c.n_seeds} seeds: "
             f"{_follows(c)}")
@@ -79,7 +79,7 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
     kept = kept.assign(setting=settings(kept))
     cells = _threshold_cells(kept)
     groups = [("all cells", kept), *((s, g) for s, g in kept.groupby("setting", sort=True))]
-    corr = [(name, paired.spearman_bootstrap(_seed_matrix(g, "noise_kept"), _seed_matrix(g, "acc"),
+    corr = [(name, arms.spearman_bootstrap(_seed_matrix(g, "noise_kept"), _seed_matrix(g, "acc"),
                                              rng=ctx.rng)) for name, g in groups]
     overall = corr[0][1]
     lines = ["**Answer:** Spearman's rho between the kept set's label noise and the accuracy across "

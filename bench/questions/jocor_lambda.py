@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench import paired, question_figures
+from bench import question_figures
 from bench.questions.common import Context, Question, comparison_text, mean_ci, param, settings, table, \
     tests_table, two_arm_test
+from bench.stats import arms
 
 DEFAULT_LAMBDA = 0.1
 
@@ -25,7 +26,7 @@ def _best_value(group: pd.DataFrame) -> float:
 
 
 def _lambda_answer(setting: str, best: float, best_acc: pd.Series, rival: float | None,
-                   test: paired.TwoArmTest | None, has_default: bool) -> str:
+                   test: arms.TwoArmTest | None, has_default: bool) -> str:
     text = f"at {setting} the best co_lambda is {best:g} with {mean_ci(best_acc)}%"
     if test is not None:
         return text + "; " + comparison_text(test, f"co_lambda {DEFAULT_LAMBDA:g} − {rival:g} = ")
@@ -40,7 +41,7 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
     # the default against the best other value: the best, or the runner-up where the default wins
     rival = {s: _best_value(g[g["value"] != DEFAULT_LAMBDA]) for s, g in groups.items()
              if (g["value"] == DEFAULT_LAMBDA).any() and (g["value"] != DEFAULT_LAMBDA).any()}
-    tests = dict(zip(rival, paired.holm_verdicts(
+    tests = dict(zip(rival, arms.holm_verdicts(
         [two_arm_test(groups[s][groups[s]["value"] == DEFAULT_LAMBDA], groups[s][groups[s]["value"] == r],
                       margin=ctx.margin, rng=ctx.rng) for s, r in rival.items()], alpha=ctx.alpha)))
     parts = [_lambda_answer(s, best[s], g.loc[g["value"] == best[s], "acc"], rival.get(s), tests.get(s),

@@ -13,9 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from bench import paired, question_figures
+from bench import question_figures
 from bench.questions.common import PAIRING, Context, Question, comparison_text, fmt, mean_ci, param, \
     settings, table, tests_table, two_arm_test
+from bench.stats import arms
 
 def _final_entry(record: pd.Series, key: str) -> Any:
     values = [v for v in ((record.get("metrics") or {}).get(key) or []) if v is not None]
@@ -41,7 +42,7 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
     runs["size"] = pd.to_numeric(runs["size"], errors="coerce")
     runs["noise"] = 100 * (1 - pd.to_numeric(runs["precision"], errors="coerce"))
     names = sorted(runs["setting"].unique())
-    tests = paired.holm_verdicts([
+    tests = arms.holm_verdicts([
         two_arm_test(runs[(runs["setting"] == s) & (runs["arm"] == "classwise")],
                      runs[(runs["setting"] == s) & (runs["arm"] == "global")], margin=ctx.margin, rng=ctx.rng)
         for s in names], alpha=ctx.alpha)

@@ -2,7 +2,7 @@
 and the accuracy of the corrected labels: the body of the sections of the grids that vary one of
 its parameters (``self_learning_start``, ``self_learning_eta``).
 
-Every run gets its test curve, its dip (:func:`bench.paired.largest_dip`) and its corrected-label
+Every run gets its test curve, its dip (:func:`bench.arms.largest_dip`) and its corrected-label
 curve; each arm is tested against a reference arm on the final accuracy and on the dip (Holm
 within each of the two families), and the figure shows both curves per arm with a band over
 seeds and a dotted line where the arm's correction starts.
@@ -16,8 +16,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from bench import paired, question_figures
+from bench import question_figures
 from bench.questions.common import PAIRING, Context, fmt, mean_ci, metric, param, stack, table, tests_table, two_arm_test
+from bench.stats import arms
 
 BASELINE = "standard CE"
 
@@ -29,8 +30,8 @@ class Comparison:
 
     by_arm: dict[str, pd.DataFrame]
     compared: list[str]
-    final: list[paired.TwoArmTest]
-    dip: list[paired.TwoArmTest]
+    final: list[arms.TwoArmTest]
+    dip: list[arms.TwoArmTest]
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,10 @@ def _arm_names(runs: pd.DataFrame, arms: Arms) -> pd.Series:
 
 
 def _with_dips(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with each run's test curve, its dip (:func:`bench.paired.largest_dip`: depth,
+    """``runs`` with each run's test curve, its dip (:func:`bench.arms.largest_dip`: depth,
     the accuracy it fell to, the epoch counted from 1) and its corrected-label accuracy curve."""
     curves = [metric(r, "test_acc") for _, r in runs.iterrows()]
-    dips = [paired.largest_dip(c) for c in curves]
+    dips = [arms.largest_dip(c) for c in curves]
     corrected = [metric(r, "extra", "corrected_label_acc") for _, r in runs.iterrows()]
     return runs.assign(curve=curves, dip=[d.depth for d in dips], trough=[d.trough for d in dips],
                        dip_epoch=[d.position + 1 for d in dips], corrected=corrected,
@@ -107,9 +108,9 @@ def _compare(ctx: Context, acc: pd.Series, arms: Arms) -> Comparison:
 
 
 def _against(by_arm: dict[str, pd.DataFrame], names: list[str], reference: str, ctx: Context, value: str
-             ) -> list[paired.TwoArmTest]:
+             ) -> list[arms.TwoArmTest]:
     """Each of ``names`` against ``reference`` on ``value``, Holm over them."""
-    return paired.holm_verdicts([two_arm_test(by_arm[a], by_arm[reference], margin=ctx.margin, rng=ctx.rng,
+    return arms.holm_verdicts([two_arm_test(by_arm[a], by_arm[reference], margin=ctx.margin, rng=ctx.rng,
                                               value=value) for a in names], alpha=ctx.alpha)
 
 

@@ -11,18 +11,18 @@ paper's.
 from __future__ import annotations
 
 
-from bench import paired
 from bench.questions.common import Question, comparison_text, mean_ci
 from bench.questions.self_learning import Arms, Comparison, body_of, dips_text
+from bench.stats import arms
 
 REFERENCE = "eta 0.95"
 
 
-def _explains(dip_tests: list[paired.TwoArmTest]) -> str:
+def _explains(dip_tests: list[arms.TwoArmTest]) -> str:
     """Whether the dip tests of the higher thresholds say the threshold explains the collapse."""
-    if any(t.verdict == paired.DIFFERENT and t.diff < 0 for t in dip_tests):
+    if any(t.verdict == arms.DIFFERENT and t.diff < 0 for t in dip_tests):
         return "a higher threshold has a smaller dip: the threshold explains (part of) the collapse"
-    if dip_tests and all(t.verdict in (paired.EQUIVALENT, paired.SMALL_DIFFERENCE) for t in dip_tests):
+    if dip_tests and all(t.verdict in (arms.EQUIVALENT, arms.SMALL_DIFFERENCE) for t in dip_tests):
         return "no higher threshold changes the dip beyond the margin: the threshold does not explain the collapse"
     return "no higher threshold is shown to change the dip: the threshold is not shown to explain the collapse"
 

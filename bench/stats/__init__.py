@@ -11,7 +11,9 @@ Conventions:
 * cells with fewer than two runs are described but never tested.
 
 Modules: :mod:`bench.stats.cells` (one method in one cell), :mod:`bench.stats.paper` (against a
-paper's number) and :mod:`bench.stats.comparisons` (methods against each other).
+paper's number), :mod:`bench.stats.comparisons` (methods against each other) and
+:mod:`bench.stats.arms` (the tests a grid's question makes of its own arms: paired, Welch, TOST,
+exact sign-flip and Wilcoxon, Holm verdicts, dips, Spearman over cells).
 """
 
 from __future__ import annotations

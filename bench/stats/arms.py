@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as sps
 
-from bench.stats import holm
+from bench.stats.paper import holm
 
 __all__ = ["TwoArmTest", "Dip", "Correlation", "DIFFERENT", "SMALL_DIFFERENCE", "EQUIVALENT", "INCONCLUSIVE",
            "EXACT_SIGN_FLIP_MAX_N", "sign_flip_p", "paired_test", "welch_test", "holm_verdicts",

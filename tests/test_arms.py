@@ -1,4 +1,4 @@
-"""bench.paired: checked by simulation against known truth and on hand-made cases."""
+"""bench.stats.arms: checked by simulation against known truth and on hand-made cases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench import paired
+from bench.stats import arms
 
 N_SIM = 2000
 
@@ -26,7 +26,7 @@ def test_paired_interval_covers_the_true_difference_95_percent_of_the_time():
         seed_effect = rng.normal(70, 5, size=5)          # shared by both arms: pairing removes it
         a = seed_effect + true_diff + rng.normal(0, 1, size=5)
         b = seed_effect + rng.normal(0, 1, size=5)
-        t = paired.paired_test(a, b)
+        t = arms.paired_test(a, b)
         hits += t.ci_low <= true_diff <= t.ci_high
     low, high = _binomial_band(0.95)
     assert low <= hits / N_SIM <= high
@@ -37,7 +37,7 @@ def test_welch_interval_covers_with_unequal_variances_and_sizes():
     hits = 0
     for _ in range(N_SIM):
         a, b = rng.normal(80, 4, size=4), rng.normal(78, 0.5, size=9)
-        t = paired.welch_test(a, b)
+        t = arms.welch_test(a, b)
         hits += t.ci_low <= 2.0 <= t.ci_high
     low, high = _binomial_band(0.95)
     assert low <= hits / N_SIM <= high
@@ -46,7 +46,7 @@ def test_welch_interval_covers_with_unequal_variances_and_sizes():
 def test_sign_flip_is_exact_under_a_symmetric_null():
     rng = np.random.default_rng(3)
     # n = 6: the attainable levels are multiples of 1/32 (p = 2k/64); 4/64 is one of them
-    ps = np.array([paired.sign_flip_p(rng.standard_t(3, size=6)) for _ in range(N_SIM)])
+    ps = np.array([arms.sign_flip_p(rng.standard_t(3, size=6)) for _ in range(N_SIM)])
     low, high = _binomial_band(4 / 64)
     assert low <= np.mean(ps <= 4 / 64 + 1e-12) <= high
     assert ps.min() == pytest.approx(2 / 64)
@@ -55,17 +55,17 @@ def test_sign_flip_is_exact_under_a_symmetric_null():
 def test_sign_flip_enumerates_all_sign_vectors():
     d = np.array([1.0, 2.0, 3.0])
     # |mean| of the 8 sign vectors: 2, 2 (all flipped), 0 (x2: ±(1+2-3)), 4/3 (x2), 2/3 (x2)
-    assert paired.sign_flip_p(d) == pytest.approx(2 / 8)
-    assert paired.sign_flip_p(np.zeros(4)) == 1.0
-    assert math.isnan(paired.sign_flip_p([]))
+    assert arms.sign_flip_p(d) == pytest.approx(2 / 8)
+    assert arms.sign_flip_p(np.zeros(4)) == 1.0
+    assert math.isnan(arms.sign_flip_p([]))
 
 
 def test_sign_flip_samples_above_the_exact_limit_and_needs_an_rng():
-    d = np.random.default_rng(4).normal(0.8, 1, size=paired.EXACT_SIGN_FLIP_MAX_N + 4)
+    d = np.random.default_rng(4).normal(0.8, 1, size=arms.EXACT_SIGN_FLIP_MAX_N + 4)
     with pytest.raises(ValueError, match="rng"):
-        paired.sign_flip_p(d)
-    p1 = paired.sign_flip_p(d, rng=np.random.default_rng(0))
-    p2 = paired.sign_flip_p(d, rng=np.random.default_rng(0))
+        arms.sign_flip_p(d)
+    p1 = arms.sign_flip_p(d, rng=np.random.default_rng(0))
+    p2 = arms.sign_flip_p(d, rng=np.random.default_rng(0))
     assert p1 == p2
     # the permutation p approximates the t-test's for a near-normal sample of 20
     assert p1 == pytest.approx(sps.ttest_1samp(d, 0).pvalue, abs=0.02)
@@ -74,7 +74,7 @@ def test_sign_flip_samples_above_the_exact_limit_and_needs_an_rng():
 def test_paired_test_agrees_with_scipy_and_detects_a_true_effect():
     a = np.array([71.0, 73.5, 69.0, 75.0, 72.0])
     b = np.array([70.0, 72.0, 69.5, 73.0, 70.5])
-    t = paired.paired_test(a, b)
+    t = arms.paired_test(a, b)
     ref = sps.ttest_rel(a, b)
     assert t.p_t == pytest.approx(ref.pvalue)
     assert t.diff == pytest.approx(1.1)
@@ -85,16 +85,16 @@ def test_paired_test_agrees_with_scipy_and_detects_a_true_effect():
     rejects = 0
     for _ in range(200):
         base = rng.normal(60, 8, size=8)
-        res = paired.paired_test(base + 2 + rng.normal(0, 1, 8), base + rng.normal(0, 1, 8))
+        res = arms.paired_test(base + 2 + rng.normal(0, 1, 8), base + rng.normal(0, 1, 8))
         rejects += res.p_t < 0.05
     assert rejects / 200 > 0.9
 
 
 def test_paired_test_below_two_pairs_is_untested():
-    t = paired.paired_test([1.0], [2.0])
+    t = arms.paired_test([1.0], [2.0])
     assert t.diff == -1.0 and math.isnan(t.p_t) and math.isnan(t.ci_low)
     with pytest.raises(ValueError):
-        paired.paired_test([1.0, 2.0], [1.0])
+        arms.paired_test([1.0, 2.0], [1.0])
 
 
 def test_tost_controls_its_error_at_the_margin():
@@ -103,19 +103,19 @@ def test_tost_controls_its_error_at_the_margin():
     claims, n_sim = 0, N_SIM // 2
     for _ in range(n_sim):
         base = rng.normal(70, 3, size=10)
-        claims += paired.paired_test(base + 1.0 + rng.normal(0, 0.5, 10), base, margin=1.0).p_tost < 0.05
+        claims += arms.paired_test(base + 1.0 + rng.normal(0, 0.5, 10), base, margin=1.0).p_tost < 0.05
     assert claims / n_sim <= _binomial_band(0.05, n_sim)[1]
 
 
 def test_holm_verdicts_use_the_adjusted_p_values():
-    strong = paired.TwoArmTest("paired", 5, 5, 3.0, 0.5, 4, 1.6, 4.4, 0.004, 0.06, 0.06, 0.99, 1.0)
-    border = paired.TwoArmTest("paired", 5, 5, 1.0, 0.4, 4, 0.1, 2.1, 0.04, 0.06, 0.06, 0.5, 1.0)
-    tiny = paired.TwoArmTest("paired", 5, 5, 0.1, 0.1, 4, -0.2, 0.4, 0.4, 0.6, 0.6, 0.001, 1.0)
-    small = paired.TwoArmTest("paired", 5, 5, 0.3, 0.05, 4, 0.16, 0.44, 0.001, 0.06, 0.06, 0.001, 1.0)
-    untested = paired.paired_test([1.0], [1.0])
-    out = paired.holm_verdicts([strong, border, tiny, small, untested])
-    assert [t.verdict for t in out] == [paired.DIFFERENT, paired.INCONCLUSIVE, paired.EQUIVALENT,
-                                        paired.SMALL_DIFFERENCE, ""]
+    strong = arms.TwoArmTest("paired", 5, 5, 3.0, 0.5, 4, 1.6, 4.4, 0.004, 0.06, 0.06, 0.99, 1.0)
+    border = arms.TwoArmTest("paired", 5, 5, 1.0, 0.4, 4, 0.1, 2.1, 0.04, 0.06, 0.06, 0.5, 1.0)
+    tiny = arms.TwoArmTest("paired", 5, 5, 0.1, 0.1, 4, -0.2, 0.4, 0.4, 0.6, 0.6, 0.001, 1.0)
+    small = arms.TwoArmTest("paired", 5, 5, 0.3, 0.05, 4, 0.16, 0.44, 0.001, 0.06, 0.06, 0.001, 1.0)
+    untested = arms.paired_test([1.0], [1.0])
+    out = arms.holm_verdicts([strong, border, tiny, small, untested])
+    assert [t.verdict for t in out] == [arms.DIFFERENT, arms.INCONCLUSIVE, arms.EQUIVALENT,
+                                        arms.SMALL_DIFFERENCE, ""]
     assert out[0].p_holm == pytest.approx(3 * 0.004)
     assert out[1].p_holm == pytest.approx(0.08)   # 0.04 alone would have been called different
     assert out[0].p_exact_holm == pytest.approx(min(1.0, 4 * 0.06))
@@ -123,19 +123,19 @@ def test_holm_verdicts_use_the_adjusted_p_values():
 
 
 def test_largest_dip_finds_the_deepest_fall_below_the_running_max():
-    dip = paired.largest_dip([60.0, 20.0, 30.0, 65.0, 50.0, 10.0])
+    dip = arms.largest_dip([60.0, 20.0, 30.0, 65.0, 50.0, 10.0])
     assert (dip.depth, dip.position, dip.trough, dip.peak) == (40.0, 1, 20.0, 60.0)
-    assert paired.largest_dip([10.0, 20.0, 30.0]).depth == 0.0
-    assert paired.largest_dip([50.0, np.nan, 40.0, 45.0]).position == 2
-    assert math.isnan(paired.largest_dip([50.0]).depth)
+    assert arms.largest_dip([10.0, 20.0, 30.0]).depth == 0.0
+    assert arms.largest_dip([50.0, np.nan, 40.0, 45.0]).position == 2
+    assert math.isnan(arms.largest_dip([50.0]).depth)
 
 
 def test_spearman_bootstrap_is_reproducible_and_finds_a_monotone_relation():
     rng = np.random.default_rng(7)
     noise_rate = np.repeat(np.linspace(0.05, 0.4, 6)[:, None], 3, axis=1) + rng.normal(0, 0.01, (6, 3))
     acc = 95 - 60 * noise_rate + rng.normal(0, 0.5, (6, 3))
-    c1 = paired.spearman_bootstrap(noise_rate, acc, rng=np.random.default_rng(0), n_boot=500)
-    c2 = paired.spearman_bootstrap(noise_rate, acc, rng=np.random.default_rng(0), n_boot=500)
+    c1 = arms.spearman_bootstrap(noise_rate, acc, rng=np.random.default_rng(0), n_boot=500)
+    c2 = arms.spearman_bootstrap(noise_rate, acc, rng=np.random.default_rng(0), n_boot=500)
     assert c1 == c2
     assert c1.rho == pytest.approx(-1.0)
     assert c1.ci_high < 0 and c1.n_cells == 6 and c1.n_seeds == 3
@@ -146,7 +146,7 @@ def test_spearman_bootstrap_interval_mostly_covers_zero_without_a_relation():
     covered = 0
     for _ in range(200):
         x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
-        c = paired.spearman_bootstrap(x, y, rng=rng, n_boot=200)
+        c = arms.spearman_bootstrap(x, y, rng=rng, n_boot=200)
         covered += c.ci_low <= 0 <= c.ci_high
     assert covered / 200 >= 0.85
 
@@ -154,9 +154,9 @@ def test_spearman_bootstrap_interval_mostly_covers_zero_without_a_relation():
 def test_spearman_bootstrap_handles_missing_seeds_and_bad_shapes():
     x = np.array([[0.1, 0.12, np.nan], [0.2, 0.21, 0.19], [0.3, np.nan, 0.31], [0.4, 0.41, 0.39]])
     y = 90 - 100 * x
-    c = paired.spearman_bootstrap(x, y, rng=np.random.default_rng(0), n_boot=100)
+    c = arms.spearman_bootstrap(x, y, rng=np.random.default_rng(0), n_boot=100)
     assert c.rho == pytest.approx(-1.0) and c.boot_ok > 0
     with pytest.raises(ValueError):
-        paired.spearman_bootstrap(x, y[:, :2], rng=np.random.default_rng(0))
-    flat = paired.spearman_bootstrap(np.ones((4, 2)), y[:, :2], rng=np.random.default_rng(0))
+        arms.spearman_bootstrap(x, y[:, :2], rng=np.random.default_rng(0))
+    flat = arms.spearman_bootstrap(np.ones((4, 2)), y[:, :2], rng=np.random.default_rng(0))
     assert math.isnan(flat.rho) and math.isnan(flat.ci_low)
