@@ -107,8 +107,8 @@ def _detected(r: pd.Series) -> str:
 
 def _cell_clause(r: pd.Series) -> str:
     c, g = r["comp"], r["gap"]
-    return (f"- {r['method']} at {r['setting']} ({r['draws']} draws, {r['runs']} runs): {_detected(r)}; σ_draw "
-            f"{_interval(_root(c.s2_draw), _root(c.s2_draw_low), _root(c.s2_draw_high))} against σ_train "
+    return (f"- {r['method']} at {r['setting']} ({r['draws']} draws, {r['runs']} runs): {_detected(r)}; "
+            f"σ_draw {_interval(_root(c.s2_draw), _root(c.s2_draw_low), _root(c.s2_draw_high))} against σ_train "
             f"{_interval(_root(c.s2_train), _root(c.s2_train_low), _root(c.s2_train_high))}; the draw alone "
             f"±{_interval(g.draw_half_width, g.draw_half_width_low, g.draw_half_width_high)} points, "
             f"{_interval(100 * g.fraction, 100 * g.fraction_low, 100 * g.fraction_high, 0)}% of the variance "
@@ -125,12 +125,11 @@ def _answer(crossed: pd.DataFrame, official: list[dict]) -> list[str]:
     g, c = widest["gap"], most["comp"]
     found = int((crossed["p_holm"] < ALPHA).sum())
     text = (f"**Answer:** the noise draw's own variance is detected in {found} of {len(crossed)} "
-            f"crossed cell(s) (one-way ANOVA F-test, Holm); between two {GAP_SEEDS}-seed means on different noise draws (a paper's and a "
-            f"re-implementation's), the draw alone makes gaps of up to "
-            f"±{_interval(g.draw_half_width, g.draw_half_width_low, g.draw_half_width_high)} points "
-            f"(95% of draw pairs; {widest['method']} at {widest['setting']}, the widest of "
-            f"{len(crossed)} crossed cell(s)), and a std over seeds at one fixed draw understates the "
-            f"spread on other draws by up to "
+            f"crossed cell(s) (one-way ANOVA F-test, Holm); between two {GAP_SEEDS}-seed means on "
+            f"different noise draws (a paper's and a re-implementation's), the draw alone makes gaps "
+            f"of up to ±{_interval(g.draw_half_width, g.draw_half_width_low, g.draw_half_width_high)} "
+            f"points (95% of draw pairs; the widest cell, {widest['method']} at {widest['setting']}), "
+            f"and a std over seeds at one fixed draw understates the spread on other draws by up to "
             f"{_interval(c.understatement, c.understatement_low, c.understatement_high, prefix='×')} "
             f"({most['method']} at {most['setting']})")
     judged = [o for o in official if o["inside"] is not None]
@@ -157,7 +156,8 @@ def _components_table(cells: pd.DataFrame) -> list[str]:
                      _paper_gap(r)))
     approx = cells["comp"].map(lambda c: c.approximate).any()
     return ["Per cell of the suite's draws (J draws x I seeds per draw; one-way random-effects ANOVA, "
-            "whose F-test of σ²_draw = 0 is Holm-adjusted across the cells; 95% intervals: σ_train chi-square, the share F, σ_draw modified large-sample"
+            "whose F-test of σ²_draw = 0 is Holm-adjusted across the cells; 95% intervals: σ_train "
+            "chi-square, the share F, σ_draw modified large-sample"
             + (", ≈ with I0 in place of I where unbalanced" if approx else "") + "). The share is "
             "σ²_draw / (σ²_draw + σ²_train); a std over seeds at one fixed draw understates the std on "
             "other draws by 1/sqrt(1 − share). Between two means on different draws, each over "

@@ -217,8 +217,9 @@ class VarianceComponents(AsDict):
     training seed, with (``confidence``) intervals; NaNs where the design has no such split.
 
     ``p_draw`` tests sigma2_draw = 0 (the one-way ANOVA F-test, exact under normality for
-    balanced and unbalanced designs alike). ``share`` is the draw's share of a run's variance, sigma2_draw / (sigma2_draw + sigma2_train)
-    (the intraclass correlation of runs on one draw); ``understatement`` = 1 / sqrt(1 - share) is
+    balanced and unbalanced designs alike). ``share`` is the draw's share of a run's variance,
+    sigma2_draw / (sigma2_draw + sigma2_train) (the intraclass correlation of runs on one draw);
+    ``understatement`` = 1 / sqrt(1 - share) is
     by how much a std over seeds at one fixed draw (what a paper reports) understates the std a
     re-implementer sees, whose runs fall on other draws. Balanced designs: sigma2_train's interval
     is exact (chi-square on N - J df), the share's exact (F on J - 1, N - J df; Searle), and
