@@ -67,7 +67,7 @@ def _scope_lines() -> list[str]:
     return [f"Answered here on MNIST with the MLP; not answered here: the write-up's own scale, "
             f"CIFAR-10 with a CNN. Grid `{PAPER_SCALE_GRID}` ({len(runs)} runs, PreAct ResNet-18 under "
             f"the official protocol) asks it there; its dry run estimates {est['gpu_hours']:.3g} "
-            f"GPU-hours ({est['throughput_source']}).", ""]
+            f"GPU-hours, from the {est['throughput_source']}.", ""]
 
 
 def _body(ctx: Context, acc: pd.Series) -> list[str]:
