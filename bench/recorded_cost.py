@@ -10,14 +10,13 @@ same torch thread count; a run to come takes the median wall seconds of its fini
 
 from __future__ import annotations
 
-import json
 import socket
 import statistics
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bench.spec import RunSpec
-from bench.store import iter_record_paths
+from bench.store import iter_record_paths, read_record
 
 __all__ = ["cost_key", "estimate_from_records", "record_cost_key", "recorded_seconds",
            "scan_recorded_seconds"]
@@ -82,7 +81,7 @@ def scan_recorded_seconds(results_root: str | Path, *, threads: int | None, host
     def records() -> Iterable[dict]:
         for path in iter_record_paths(results_root):
             try:
-                yield json.loads(path.read_text())
+                yield read_record(path)
             except (OSError, ValueError):
                 continue
     return recorded_seconds(records(), host=host or socket.gethostname(), threads=threads)

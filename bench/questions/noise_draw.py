@@ -41,14 +41,15 @@ def _root(v: float) -> float:
     return math.sqrt(v) if np.isfinite(v) and v >= 0 else math.nan
 
 
-def _paper_number(g: pd.DataFrame) -> tuple[float, str]:
-    """(the paper's number for the cell of runs ``g``, its provenance); NaN and "" without one."""
+def _paper_number(g: pd.DataFrame, numbers: pd.DataFrame) -> tuple[float, str]:
+    """(the paper's number in ``numbers`` for the cell of runs ``g``, its provenance); NaN and ""
+    without one."""
     first = g.iloc[0]
     reference = first.get("reference") if isinstance(first.get("reference"), dict) else {}
     paper = reference.get("paper")
     if not paper:
         return math.nan, ""
-    row = papers.lookup(papers.load_paper_numbers(), paper=paper, dataset=first["dataset"],
+    row = papers.lookup(numbers, paper=paper, dataset=first["dataset"],
                         noise_type=first["noise_type"], noise_rate=first["noise_rate"],
                         method=first["method"], protocol=reference.get("protocol") or "last10",
                         table=reference.get("table"))
@@ -59,12 +60,13 @@ def _cells(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, method) of the suite's draws: components, gap, and the cell mean."""
     rows = []
     suite = runs[runs["draw"] == SUITE]
+    numbers = papers.load_paper_numbers()
     for (where, method), g in suite.groupby(["setting", "method"], sort=True):
         g = g.dropna(subset=["acc"])
         comp = stats.variance_components(g["acc"].to_numpy(dtype=float), list(g["noise_seed"]))
         gap = stats.draw_gap(comp, seeds=GAP_SEEDS)
         cell = stats.estimate_cell(g["acc"].to_numpy(dtype=float), list(g["noise_seed"]))
-        paper, provenance = _paper_number(g)
+        paper, provenance = _paper_number(g, numbers)
         rows.append({"setting": where, "method": method, "draws": comp.n_draws, "runs": len(g),
                      "runs_per_draw": comp.runs_per_draw, "comp": comp, "gap": gap, "cell": cell,
                      "paper": paper, "provenance": provenance})
