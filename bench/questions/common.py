@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from bench.reporting import text
 from bench.stats import arms, t_interval
 from bench.tables import markdown_table
 
@@ -68,13 +69,13 @@ class Question:
 
 
 def fmt(value: float, digits: int = 2) -> str:
-    """``value`` with ``digits`` decimals; ``n/a`` when missing or not finite."""
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+    """``value`` with ``digits`` decimals, as the report's tables write it; ``n/a`` when missing."""
+    return text.fmt(value, digits) or "n/a"
 
 
 def fmt_p(value: float) -> str:
-    """A p-value to three significant digits; ``n/a`` when missing or not finite."""
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3g}"
+    """A p-value as the report's tables write it (``<0.001`` below that); ``n/a`` when missing."""
+    return text.fmt_p(value) or "n/a"
 
 
 def mean_ci(x: Sequence[float] | np.ndarray, digits: int = 2) -> str:

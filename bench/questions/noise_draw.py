@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from bench import papers, question_figures, stats
+from bench.reporting.text import sd
 from bench.questions.common import Context, Question, fmt, fmt_p, mean_ci, settings, table
 
 GAP_SEEDS = 5        # seeds behind each of the two means of a reproduction gap (the papers' usual n)
@@ -35,10 +36,6 @@ def _draw_of(runs: pd.DataFrame) -> pd.Series:
 
 def _interval(value: float, low: float, high: float, digits: int = 2, prefix: str = "") -> str:
     return f"{prefix}{fmt(value, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
-
-
-def _root(v: float) -> float:
-    return math.sqrt(v) if np.isfinite(v) and v >= 0 else math.nan
 
 
 def _paper_number(g: pd.DataFrame, numbers: pd.DataFrame) -> tuple[float, str]:
@@ -104,14 +101,14 @@ def _detected(r: pd.Series) -> str:
     if r["p_holm"] < ALPHA:
         return f"a draw effect (F-test Holm p = {fmt_p(r['p_holm'])})"
     return (f"no draw effect detected (F-test Holm p = {fmt_p(r['p_holm'])}; σ_draw at most "
-            f"{fmt(_root(c.s2_draw_high))} at 95%)")
+            f"{fmt(sd(c.s2_draw_high))} at 95%)")
 
 
 def _cell_clause(r: pd.Series) -> str:
     c, g = r["comp"], r["gap"]
     return (f"- {r['method']} at {r['setting']} ({r['draws']} draws, {r['runs']} runs): {_detected(r)}; "
-            f"σ_draw {_interval(_root(c.s2_draw), _root(c.s2_draw_low), _root(c.s2_draw_high))} against σ_train "
-            f"{_interval(_root(c.s2_train), _root(c.s2_train_low), _root(c.s2_train_high))}; the draw alone "
+            f"σ_draw {_interval(sd(c.s2_draw), sd(c.s2_draw_low), sd(c.s2_draw_high))} against σ_train "
+            f"{_interval(sd(c.s2_train), sd(c.s2_train_low), sd(c.s2_train_high))}; the draw alone "
             f"±{_interval(g.draw_half_width, g.draw_half_width_low, g.draw_half_width_high)} points, "
             f"{_interval(100 * g.fraction, 100 * g.fraction_low, 100 * g.fraction_high, 0)}% of the variance "
             f"of a gap between two {GAP_SEEDS}-seed means; a fixed-draw std understates by "
@@ -148,8 +145,8 @@ def _components_table(cells: pd.DataFrame) -> list[str]:
         c, g = r["comp"], r["gap"]
         rows.append((r["setting"], r["method"], f"{r['draws']} x {fmt(r['runs_per_draw'], 1)}",
                      fmt_p(c.p_draw), fmt_p(r["p_holm"]),
-                     _interval(_root(c.s2_draw), _root(c.s2_draw_low), _root(c.s2_draw_high), 3),
-                     _interval(_root(c.s2_train), _root(c.s2_train_low), _root(c.s2_train_high), 3),
+                     _interval(sd(c.s2_draw), sd(c.s2_draw_low), sd(c.s2_draw_high), 3),
+                     _interval(sd(c.s2_train), sd(c.s2_train_low), sd(c.s2_train_high), 3),
                      _interval(c.share, c.share_low, c.share_high),
                      _interval(c.understatement, c.understatement_low, c.understatement_high, prefix="×"),
                      _interval(g.draw_half_width, g.draw_half_width_low, g.draw_half_width_high, prefix="±"),

@@ -14,7 +14,7 @@ from bench import stats
 from bench.reporting.failures import CHANCE_FACTOR, DROP_SHARE
 from bench.reporting.records import CELL
 from bench.reporting.summary import Settings, np_text
-from bench.reporting.text import DAGGER, fmt, fmt_p, ours_cell, paper_cell, setting_name, setting_names
+from bench.reporting.text import DAGGER, fmt, fmt_p, ours_cell, paper_cell, sd, setting_name, setting_names
 from bench.tables import markdown_table
 
 
@@ -130,8 +130,7 @@ def _against_table(data: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 
 def _sd_text(frame: pd.DataFrame, key: str) -> list[str]:
     """σ with its interval from the variance columns ``key``, ``key_low``, ``key_high``."""
-    root = lambda v: math.sqrt(v) if np.isfinite(v) and v >= 0 else math.nan  # noqa: E731
-    return [f"{fmt(root(v), 3)} [{fmt(root(lo), 3)}, {fmt(root(hi), 3)}]"
+    return [f"{fmt(sd(v), 3)} [{fmt(sd(lo), 3)}, {fmt(sd(hi), 3)}]"
             for v, lo, hi in zip(frame[key], frame[f"{key}_low"], frame[f"{key}_high"])]
 
 

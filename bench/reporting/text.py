@@ -21,6 +21,12 @@ def fmt(x: object, digits: int = 2) -> str:
     return f"{x:.{digits}f}" if isinstance(x, (int, float, np.floating)) and np.isfinite(x) else ""
 
 
+def sd(variance: float) -> float:
+    """The square root of a variance; NaN for a missing or negative one."""
+    return float(np.sqrt(variance)) if isinstance(variance, (int, float, np.floating)) and np.isfinite(variance) \
+        and variance >= 0 else float("nan")
+
+
 def fmt_p(p: object) -> str:
     """A p-value: three decimals, "<0.001" below that, "" when missing."""
     if not isinstance(p, (int, float, np.floating)) or not np.isfinite(p):
