@@ -143,7 +143,7 @@ def _components_table(cells: pd.DataFrame) -> list[str]:
     rows = []
     for _, r in cells.iterrows():  # crossed cells only
         c, g = r["comp"], r["gap"]
-        rows.append((r["setting"], r["method"], f"{r['draws']} x {fmt(r['runs_per_draw'], 1)}",
+        rows.append((r["setting"], r["method"], f"{r['draws']} x {r['runs_per_draw']:.3g}",
                      fmt_p(c.p_draw), fmt_p(r["p_holm"]),
                      _interval(sd(c.s2_draw), sd(c.s2_draw_low), sd(c.s2_draw_high), 3),
                      _interval(sd(c.s2_train), sd(c.s2_train_low), sd(c.s2_train_high), 3),
