@@ -385,9 +385,10 @@ def test_dividemix_section_says_why_a_rho_is_not_tested(tmp_path):
 DRAW_SD = {"jocor": 1.0, "coteaching": 0.5, "standard": 0.0}   # sigma_draw per method; sigma_train 0.2
 
 
-def _draw_records(rng: np.random.Generator, *, official_shift: float = 0.0) -> list[dict]:
+def _draw_records(rng: np.random.Generator, *, official_shift: float = 0.0, drop_seed: int | None = None) -> list[dict]:
     """Every run of noise_draw_mnist: draw effects of DRAW_SD on the suite's draws, training noise
-    0.2; the official draw's runs ``official_shift`` above the suite's grand mean."""
+    0.2; the official draw's runs ``official_shift`` above the suite's grand mean, and those of seed
+    ``drop_seed`` with a selection that never picks class 3."""
     effects = {(m, r, d): rng.normal(0, sd) for m, sd in DRAW_SD.items() for r in (0.5, 0.8) for d in range(5)}
     records = []
     for spec in _specs("noise_draw_mnist"):
@@ -397,7 +398,10 @@ def _draw_records(rng: np.random.Generator, *, official_shift: float = 0.0) -> l
         else:
             acc = base + official_shift
         acc += rng.normal(0, 0.2)
-        records.append(_record(spec, [acc - 3] * 5 + [acc] * 10))
+        per_class = None
+        if spec.noise_draw != "suite" and spec.seed == drop_seed:
+            per_class = [[100] * 3 + [0] + [100] * 6] * 15
+        records.append(_record(spec, [acc - 3] * 5 + [acc] * 10, selected_per_class=per_class))
     return records
 
 
@@ -425,7 +429,7 @@ def test_noise_draw_section_splits_the_draw_from_training_and_bounds_the_gap(tmp
     for method in DRAW_SD:
         for rate in (0.5, 0.8):
             c = _components(records, method, rate)
-            row = next(line for line in lines if line.startswith(f"| symmetric {rate * 100:g}% | {method} | 5 x 3.0 |"))
+            row = next(line for line in lines if line.startswith(f"| symmetric {rate * 100:g}% | {method} | 5 x 3 |"))
             assert f"| {np.sqrt(c.s2_draw):.3f} [{np.sqrt(c.s2_draw_low):.3f}, {np.sqrt(c.s2_draw_high):.3f}] |" in row
             assert f"| {np.sqrt(c.s2_train):.3f} [" in row
             half = 1.959964 * np.sqrt(2 * c.s2_draw)
@@ -442,11 +446,13 @@ def test_noise_draw_section_splits_the_draw_from_training_and_bounds_the_gap(tmp
 
 
 def test_noise_draw_section_finds_an_official_draw_outside_the_suite_draws(tmp_path):
-    records = _draw_records(np.random.default_rng(9), official_shift=5.0)
+    records = _draw_records(np.random.default_rng(9), official_shift=5.0, drop_seed=2)
     lines, text, answer = _render("noise_draw_mnist", records, tmp_path)
     assert "inside the range of one more of the suite's draws in 0 of 6 cell(s)" in answer
     rows = [line for line in lines if "| noisify |" in line]
-    assert len(rows) == 6 and all(line.endswith("| outside |") for line in rows)
+    # every official-draw cell is outside, and its seed-2 run, which never selected class 3, is counted
+    assert len(rows) == 6 and all(line.endswith("| outside | 1 of 3 |") for line in rows), rows
+    assert answer.count("1 of its 3 runs dropping a class") == 6, answer
 
 
 def test_noise_draw_section_waits_for_crossed_cells_and_names_the_missing_draws(tmp_path):
