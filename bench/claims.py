@@ -166,8 +166,10 @@ def claims_markdown(result: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:
         "",
     ]
     judged = result[result["outcome"] != NO_RUNS]
-    lines += markdown_table([_row_cells(row) for _, row in judged.iterrows()], COLUMNS, style="compact").splitlines()
-    return lines + [""] + _no_runs_lines(result[result["outcome"] == NO_RUNS])
+    if not judged.empty:
+        lines += markdown_table([_row_cells(row) for _, row in judged.iterrows()], COLUMNS,
+                                style="compact").splitlines() + [""]
+    return lines + _no_runs_lines(result[result["outcome"] == NO_RUNS])
 
 
 def _no_runs_lines(missing: pd.DataFrame) -> list[str]:

@@ -205,3 +205,11 @@ def test_markdown_section() -> None:
     assert "- No runs for 1 claims of jocor Table 3: mnist symmetric 80%." in lines
     empty = claims_markdown(evaluate_claims(claims.iloc[:0], runs))
     assert empty[:2] == ["## Claims of the paper", ""] and "no claim" in empty[2]
+
+
+def test_markdown_section_without_a_judged_claim_has_no_empty_table() -> None:
+    runs = _runs("a", [91, 92, 93, 94.0])
+    lines = claims_markdown(evaluate_claims(pd.DataFrame([_claim("a", "b", rate=0.8)]), runs))
+    assert "1 claims: holds 0, reversed 0, not shown 0, no runs 1." in lines
+    assert not any(line.startswith("| table |") for line in lines), lines
+    assert "- No runs for 1 claims of jocor Table 2: mnist symmetric 80%." in lines

@@ -375,6 +375,7 @@ def test_dividemix_section_says_why_a_rho_is_not_tested(tmp_path):
     kept = [r for r in records if r["method_params"]["p_threshold"] in (0.1, 0.9)]
     answer = _answer(questions.question_sections("dividemix_threshold", _frame(kept), tmp_path, figures=False))
     assert answer.count("not tested: rho is undefined over 2 cell(s) (it needs 3 or more") == 2, answer
+    assert "n/a" not in answer   # an untested setting says why, without empty numbers
     one_seed = [r for r in records if r["seed"] == 1]
     answer = _answer(questions.question_sections("dividemix_threshold", _frame(one_seed), tmp_path, figures=False))
     assert answer.count("not tested: no interval over 1 seed(s)") == 2, answer

@@ -521,7 +521,7 @@ def test_the_report_shows_selection_curves_of_scoring_runs(tmp_path: Path) -> No
         _write(tmp_path / "results" / "cell", rec)
     report.build_report(tmp_path / "results", tmp_path / "reports", n_boot=200, papers=_papers())
     text = (tmp_path / "reports" / "cell.md").read_text()
-    assert "## Selection curves" in text and "| coteaching | symmetric 0.5 | f = 0.5 | 3 | 50 | 10.0 |" in text
+    assert "## Selection curves" in text and "| coteaching | symmetric 50% | f = 0.5 | 3 | 50 | 10.0 |" in text
     assert (tmp_path / "reports" / "cell" / "selection_curves.png").is_file()
 
 

@@ -50,6 +50,8 @@ def _follows(c: arms.Correlation) -> str:
 
 
 def _answer(name: str, c: arms.Correlation) -> str:
+    if not np.isfinite(c.rho):
+        return f"at {name}, {_follows(c)}"
     return (f"at {name}, rho = {fmt(c.rho)} "
             f"[{fmt(c.ci_low)}, {fmt(c.ci_high)}] over {c.n_cells} thresholds x {c.n_seeds} seeds: "
             f"{_follows(c)}")
