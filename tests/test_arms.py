@@ -130,33 +130,46 @@ def test_largest_dip_finds_the_deepest_fall_below_the_running_max():
     assert math.isnan(arms.largest_dip([50.0]).depth)
 
 
-def test_spearman_bootstrap_is_reproducible_and_finds_a_monotone_relation():
+def test_spearman_within_seeds_is_reproducible_and_finds_a_monotone_relation():
     rng = np.random.default_rng(7)
     noise_rate = np.repeat(np.linspace(0.05, 0.4, 6)[:, None], 3, axis=1) + rng.normal(0, 0.01, (6, 3))
-    acc = 95 - 60 * noise_rate + rng.normal(0, 0.5, (6, 3))
-    c1 = arms.spearman_bootstrap(noise_rate, acc, rng=np.random.default_rng(0), n_boot=500)
-    c2 = arms.spearman_bootstrap(noise_rate, acc, rng=np.random.default_rng(0), n_boot=500)
+    acc = 95 - 60 * noise_rate + rng.normal(0, 3, (6, 3))
+    c1 = arms.spearman_within_seeds(noise_rate, acc, rng=np.random.default_rng(0), n_perm=500)
+    c2 = arms.spearman_within_seeds(noise_rate, acc, rng=np.random.default_rng(0), n_perm=500)
     assert c1 == c2
-    assert c1.rho == pytest.approx(-1.0)
-    assert c1.ci_high < 0 and c1.n_cells == 6 and c1.n_seeds == 3
+    assert c1.rho < -0.8 and c1.n_cells == 6 and c1.n_seeds == 3 and len(c1.per_seed) == 3
+    assert c1.p_value < 0.01 and -1.0 <= c1.ci_low <= c1.rho <= c1.ci_high < 0
 
 
-def test_spearman_bootstrap_interval_mostly_covers_zero_without_a_relation():
+def test_spearman_within_seeds_test_holds_its_level_and_its_interval_covers_without_a_relation():
     rng = np.random.default_rng(8)
-    covered = 0
-    for _ in range(200):
-        x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
-        c = arms.spearman_bootstrap(x, y, rng=rng, n_boot=200)
+    rejected, covered, n_sim = 0, 0, 300
+    for _ in range(n_sim):
+        # the cells' x trend within each seed (as the kept noise falls with p); y is unrelated
+        x = np.linspace(1, 0, 5)[:, None] + rng.normal(0, 0.05, (5, 3))
+        c = arms.spearman_within_seeds(x, rng.normal(size=(5, 3)), rng=rng, n_perm=300)
+        rejected += c.p_value < 0.05
         covered += c.ci_low <= 0 <= c.ci_high
-    assert covered / 200 >= 0.85
+    assert rejected / n_sim <= 0.05 + 0.035    # a valid (discrete, so conservative) test
+    assert covered / n_sim >= 0.90
 
 
-def test_spearman_bootstrap_handles_missing_seeds_and_bad_shapes():
+def test_spearman_within_seeds_cannot_reject_on_two_seeds_of_three_cells():
+    """A perfect rank agreement in both seeds: the permutation p stays near 2/36, the t-interval
+    over two identical rhos is undefined rather than a point."""
+    x = np.array([[0.5, 0.6], [0.4, 0.45], [0.3, 0.2]])
+    c = arms.spearman_within_seeds(x, 100 * x, rng=np.random.default_rng(0), n_perm=4000)
+    assert c.rho == pytest.approx(1.0) and c.per_seed == (1.0, 1.0)
+    assert abs(c.p_value - 2 / 36) < 0.015 and c.p_value > 0.05
+    assert math.isnan(c.ci_low) and math.isnan(c.ci_high)
+
+
+def test_spearman_within_seeds_handles_missing_cells_and_bad_shapes():
     x = np.array([[0.1, 0.12, np.nan], [0.2, 0.21, 0.19], [0.3, np.nan, 0.31], [0.4, 0.41, 0.39]])
     y = 90 - 100 * x
-    c = arms.spearman_bootstrap(x, y, rng=np.random.default_rng(0), n_boot=100)
-    assert c.rho == pytest.approx(-1.0) and c.boot_ok > 0
+    c = arms.spearman_within_seeds(x, y, rng=np.random.default_rng(0), n_perm=100)
+    assert c.rho == pytest.approx(-1.0) and c.n_seeds == 3   # each seed keeps its three cells
     with pytest.raises(ValueError):
-        arms.spearman_bootstrap(x, y[:, :2], rng=np.random.default_rng(0))
-    flat = arms.spearman_bootstrap(np.ones((4, 2)), y[:, :2], rng=np.random.default_rng(0))
-    assert math.isnan(flat.rho) and math.isnan(flat.ci_low)
+        arms.spearman_within_seeds(x, y[:, :2], rng=np.random.default_rng(0))
+    flat = arms.spearman_within_seeds(np.ones((4, 2)), y[:, :2], rng=np.random.default_rng(0))
+    assert math.isnan(flat.rho) and flat.n_seeds == 0 and math.isnan(flat.ci_low)

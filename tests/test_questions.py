@@ -350,12 +350,14 @@ def test_dividemix_section_finds_accuracy_following_the_kept_noise(tmp_path):
     assert len(parts) == 2, answer   # one rho per noise setting, across its 5 thresholds
     for part, setting in zip(parts, ("asymmetric 30%", "symmetric_inclusive 40%")):
         assert f"at {setting}, rho = " in part and "over 5 thresholds x 3 seeds" in part, part
-        assert "the accuracy follows it" in part
-        assert float(part.split("rho = ")[1].split(" [")[0]) < -0.9
-    assert "| all cells | 10 |" in text   # the pooled rho stays in the table
+        assert "the accuracy follows it (falls as the kept set's noise rises) (permutation p = " in part
+        assert float(re.split(r" \[| over", part.split("rho = ")[1])[0]) < -0.9
+    assert "| all cells |" not in text   # no rho pooled across settings: it would rank the settings
+    # the accuracy is the mean of the last ten epochs (here all three: acc - 2, acc, acc - 1)
     mean_acc = truth[[s.noise_type == "asymmetric" and s.method_params["p_threshold"] == 0.5
-                      for s in truth["spec"]]]["acc"].mean()
+                      for s in truth["spec"]]]["acc"].mean() - 1
     assert "| asymmetric 30% | 0.5 | 35000 [35000, 35000] (3) |" in text and f"| {mean_acc:.2f} [" in text
+    assert "in 30 of 30 runs the best test accuracy came in the warm-up" in text
     scope = next(line for line in lines if line.startswith("Answered here on MNIST"))
     assert "Grid `dividemix_threshold_cifar10` (30 runs" in scope and re.search(r"estimates [\d.]+ GPU-hours", scope)
     assert (tmp_path / "question_dividemix_threshold.png").is_file()
@@ -365,7 +367,7 @@ def test_dividemix_section_does_not_claim_a_relation_that_is_not_there(tmp_path)
     rng = np.random.default_rng(6)
     records, _ = _dividemix_records(rng, slope=0.0)
     for r in records:   # accuracy independent of the kept set: a fresh draw per run
-        r["test_acc_best"] = float(rng.normal(80, 3))
+        r["test_acc_last10"] = float(rng.normal(80, 3))
     answer = _answer(questions.question_sections("dividemix_threshold", _frame(records), tmp_path, figures=False))
     assert "follows it (" not in answer
 
@@ -374,11 +376,13 @@ def test_dividemix_section_says_why_a_rho_is_not_tested(tmp_path):
     records, _ = _dividemix_records(np.random.default_rng(7), slope=-0.5)
     kept = [r for r in records if r["method_params"]["p_threshold"] in (0.1, 0.9)]
     answer = _answer(questions.question_sections("dividemix_threshold", _frame(kept), tmp_path, figures=False))
-    assert answer.count("not tested: rho is undefined over 2 cell(s) (it needs 3 or more") == 2, answer
+    assert answer.count("not tested: rho is undefined over 2 threshold(s) (it needs 3 or more") == 2, answer
     assert "n/a" not in answer   # an untested setting says why, without empty numbers
     one_seed = [r for r in records if r["seed"] == 1]
     answer = _answer(questions.question_sections("dividemix_threshold", _frame(one_seed), tmp_path, figures=False))
-    assert answer.count("not tested: no interval over 1 seed(s)") == 2, answer
+    # one seed: the permutation test still holds (within that draw), the t-interval does not exist
+    assert answer.count("over 5 thresholds x 1 seeds") == 2 and answer.count(" seeds: ") == 2, answer
+    assert re.search(r"rho = -?[\d.]+ over 5 thresholds x 1 seeds", answer), answer
 
 
 # ---- noise_draw_mnist --------------------------------------------------------------------------
@@ -502,7 +506,28 @@ def test_sections_read_the_frame_the_report_loads(tmp_path):
     assert "Pending: nothing; all 30 runs of the grid have a record." in from_disk
 
 
+OWN_PROTOCOL = {"dividemix_threshold"}   # the best epoch falls in the warm-up, before p acts
+
+
 @pytest.mark.parametrize("grid", sorted(questions.QUESTIONS))
-def test_every_question_reads_the_accuracy_of_its_grids_protocol(grid: str):
+def test_every_question_reads_the_accuracy_of_its_grids_protocol_or_says_which(grid: str):
     reference = _specs(grid)[0].reference
-    assert questions.QUESTIONS[grid].protocol == reference["protocol"]
+    assert (questions.QUESTIONS[grid].protocol == reference["protocol"]) == (grid not in OWN_PROTOCOL)
+
+
+def test_a_question_with_its_own_protocol_answers_under_it_and_says_so(tmp_path):
+    from bench.reporting.records import with_accuracy
+
+    records, truth = _dividemix_records(np.random.default_rng(5), slope=-0.5)
+    frame = with_accuracy(_frame(records), "best")   # as the report reads the grid: its protocol best
+    lines = questions.question_sections("dividemix_threshold", frame, tmp_path, figures=False)
+    text = "\n".join(lines)
+    assert "Accuracy in this section: protocol `last10` (mean test accuracy over the last ten epochs), " \
+           "not the report's `best`." in text
+    mean_last10 = truth[[s.noise_type == "asymmetric" and s.method_params["p_threshold"] == 0.5
+                         for s in truth["spec"]]]["acc"].mean() - 1
+    row = next(line for line in lines if line.startswith("| asymmetric 30% | 0.5 | 35000 [35000, 35000] (3) |"))
+    assert f"| {mean_last10:.2f} [" in row and f"| {mean_last10 + 1:.2f} [" not in row, row
+    same = questions.question_sections("noise_draw_mnist", with_accuracy(_frame(_draw_records(
+        np.random.default_rng(1))), "last10"), tmp_path, figures=False)
+    assert not any(line.startswith("Accuracy in this section") for line in same)

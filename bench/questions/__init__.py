@@ -15,7 +15,8 @@ figure behind the answer, and ends with the compute the records took and the run
 that have no record yet.
 
 ``runs`` is one row per record, as :func:`bench.report.load_grid_runs` gives them (``acc``, the
-accuracy under the report's protocol, when present; else the grid protocol's ``test_acc_*``).
+accuracy under the report's protocol, when present). A section answers under its question's own
+protocol, and says so where the report's differs.
 Intervals are 95% t-intervals over seeds; arms are paired on the seed where the grid gives each
 seed one noise draw shared by the arms (:mod:`bench.stats.arms`), and Holm runs over the tests that
 answer one question. Verdicts (:func:`bench.arms.holm_verdicts`): ``different`` (Holm p <
@@ -34,7 +35,8 @@ from bench.left_out import GRIDS_DIR
 from bench.questions import (dividemix_threshold, jocor_lambda, noise_draw, rsl_selection,
                              self_learning_eta, self_learning_start)
 from bench.questions.common import (Context, Question, accuracy, compute_line, draw_lines, expected_runs,
-                                    in_grid, left_out_lines, pair_on_seed, pending_lines, two_arm_test)
+                                    in_grid, left_out_lines, pair_on_seed, pending_lines, protocol_line,
+                                    two_arm_test)
 
 __all__ = ["QUESTIONS", "Question", "Context", "question_sections", "compute_line", "draw_lines",
            "pending_lines", "pair_on_seed", "two_arm_test"]
@@ -71,6 +73,7 @@ def question_sections(grid: str, runs: pd.DataFrame | None, figures_dir: str | P
         return lines + [f"No records of this grid's configurations yet; {len(outside)} record(s) of other "
                         "configurations left out.", ""]
     ctx = Context(runs, Path(figures_dir), figures, np.random.default_rng(seed), margin, alpha, expected)
+    lines += protocol_line(runs, question.protocol)
     lines += question.body(ctx, accuracy(runs, question.protocol))
     lines += draw_lines(runs) + [compute_line(runs), ""] + pending_lines(runs, expected)
     return lines + left_out_lines(outside)

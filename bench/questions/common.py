@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bench.reporting import text
+from bench.reporting.records import with_accuracy
 from bench.stats import arms, t_interval
 from bench.tables import markdown_table
 
@@ -126,13 +127,25 @@ def tests_table(rows: Sequence[tuple[str, arms.TwoArmTest]]) -> list[str]:
 
 
 def accuracy(runs: pd.DataFrame, protocol: str) -> pd.Series:
-    """The accuracy of each run: the report's ``acc`` when present, else ``test_acc_<protocol>``."""
-    if "acc" in runs:
+    """The accuracy of each run under the question's ``protocol``: the report's ``acc`` where the
+    report used that protocol, else the record's ``test_acc_<protocol>`` (or its curve)."""
+    if "acc" in runs and ("acc_protocol" not in runs or set(runs["acc_protocol"]) <= {protocol, "val_loss"}):
         return pd.to_numeric(runs["acc"], errors="coerce").astype(float)
+    if "metrics" in runs:
+        return with_accuracy(runs, protocol)["acc"]
     col = f"test_acc_{protocol}"
     if col in runs:
         return pd.to_numeric(runs[col], errors="coerce").astype(float)
     return pd.Series(np.nan, index=runs.index, dtype=float)
+
+
+def protocol_line(runs: pd.DataFrame, protocol: str) -> list[str]:
+    """Where the question's protocol differs from the report's: which accuracy the section uses."""
+    used = set(runs["acc_protocol"]) - {"val_loss"} if "acc_protocol" in runs else set()
+    if not used or used == {protocol}:
+        return []
+    return [f"Accuracy in this section: protocol `{protocol}` ({text.PROTOCOL_TEXT[protocol]}), not the "
+            f"report's `{'`, `'.join(sorted(used))}`.", ""]
 
 
 def param(runs: pd.DataFrame, name: str) -> pd.Series:

@@ -9,8 +9,8 @@ Accuracies are in percent, so a ``margin`` of 1.0 is one accuracy point.
 * :func:`welch_test`: the same for two arms that share nothing (Welch's unequal-variance t);
 * :func:`holm_verdicts`: Holm over a family of such tests and the three-way verdict;
 * :func:`largest_dip`: a training curve's deepest fall below its running maximum;
-* :func:`spearman_bootstrap`: Spearman's rank correlation across cells of per-seed values,
-  with a percentile interval from resampling the seeds.
+* :func:`spearman_within_seeds`: Spearman's rank correlation across cells within each seed
+  (one noise draw), its mean over the seeds with a t-interval and t-test over the seeds.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bench.stats.paper import holm
 
 __all__ = ["TwoArmTest", "Dip", "Correlation", "DIFFERENT", "SMALL_DIFFERENCE", "EQUIVALENT", "INCONCLUSIVE",
            "EXACT_SIGN_FLIP_MAX_N", "sign_flip_p", "paired_test", "welch_test", "holm_verdicts",
-           "largest_dip", "spearman_bootstrap"]
+           "largest_dip", "spearman_within_seeds"]
 
 DIFFERENT = "different"
 SMALL_DIFFERENCE = "different, within the margin"
@@ -219,9 +219,9 @@ def largest_dip(curve: Sequence[float] | np.ndarray) -> Dip:
 
 @dataclass(frozen=True)
 class Correlation:
-    """Spearman's rho across ``n_cells`` cells of per-seed means over ``n_seeds`` seeds, with
-    the ``confidence`` percentile interval of ``n_boot`` seed resamples (``boot_ok`` of them
-    gave a defined rho)."""
+    """The mean over ``n_seeds`` seeds of Spearman's rho across ``n_cells`` cells within each
+    seed (``per_seed``), the stratified permutation p-value of a mean rho of 0, and the
+    ``confidence`` t-interval over the seeds (clipped to [-1, 1]; NaN where it cannot be had)."""
 
     rho: float
     p_value: float
@@ -229,8 +229,7 @@ class Correlation:
     ci_high: float
     n_cells: int
     n_seeds: int
-    n_boot: int
-    boot_ok: int
+    per_seed: tuple[float, ...]
 
 
 def _spearman_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -247,34 +246,44 @@ def _spearman_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(ok.sum(axis=0) >= 3, rho, np.nan)
 
 
-def _cell_means(values: np.ndarray) -> np.ndarray:
-    """Means over the last axis (seeds), NaN where a cell has none."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a cell without a seed in the resample
-        return np.nanmean(values, axis=-1)
+def spearman_within_seeds(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator, n_perm: int = 2000,
+                          confidence: float = 0.95) -> Correlation:
+    """Spearman's rho between ``x`` and ``y`` ``(n_cells, n_seeds)`` across the cells of each
+    seed (NaN where a cell lacks the seed; a seed needs three cells with both), averaged over the
+    seeds that have one.
 
-
-def spearman_bootstrap(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
-                       n_boot: int = 2000, confidence: float = 0.95) -> Correlation:
-    """Spearman's rho between the cell means of ``x`` and ``y`` ``(n_cells, n_seeds)`` (NaN
-    where a cell lacks a seed), with a percentile interval from resampling the seeds (columns,
-    with replacement, the same columns for every cell: a seed's runs share its noise draw)."""
+    Each seed is one noise draw shared by the cells (the thresholds of one setting), so the
+    per-seed rhos are independent replicates of the within-draw association. The p-value is a
+    stratified permutation test of "y does not depend on the cell": ``y`` permuted across the
+    cells within each seed, ``n_perm`` times, two-sided on the mean rho, (1 + hits) / (1 + n_perm),
+    so it is valid at any number of seeds (at two seeds and three cells it cannot go below
+    2/36). The interval is the t-interval over the seeds (clipped to [-1, 1]); NaN below two
+    seeds or where every seed gives the same rho, which a t-interval cannot bound.
+    """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 2:
         raise ValueError(f"x and y must be (cells, seeds) of one shape, got {x.shape} and {y.shape}")
-    n_cells, n_seeds = x.shape
-    mx, my = _cell_means(x), _cell_means(y)
-    rho = float(_spearman_columns(mx[:, None], my[:, None])[0])
-    ok = np.isfinite(mx) & np.isfinite(my)
-    p_value = float(sps.spearmanr(mx[ok], my[ok]).pvalue) if np.isfinite(rho) else math.nan
-    if not np.isfinite(rho) or n_seeds < 2:
-        return Correlation(rho, p_value, math.nan, math.nan, n_cells, n_seeds, n_boot, 0)
-    picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    boots = _spearman_columns(_cell_means(x[:, picks]).reshape(n_cells, n_boot),
-                              _cell_means(y[:, picks]).reshape(n_cells, n_boot))
-    boots = boots[np.isfinite(boots)]
-    if boots.size == 0:
-        return Correlation(rho, p_value, math.nan, math.nan, n_cells, n_seeds, n_boot, 0)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(boots, [tail, 100 - tail])
-    return Correlation(rho, p_value, float(low), float(high), n_cells, n_seeds, n_boot, int(boots.size))
+    n_cells = x.shape[0]
+    per_seed = _spearman_columns(x, y)
+    keep = np.isfinite(per_seed)
+    rhos = per_seed[keep]
+    n = int(rhos.size)
+    if n == 0:
+        return Correlation(math.nan, math.nan, math.nan, math.nan, n_cells, 0, ())
+    mean = float(rhos.mean())
+    xs, ys = x[:, keep], y[:, keep]
+    # permute each seed's y across its cells (a cell missing in a seed stays missing)
+    perms = np.full((n_perm, *ys.shape), np.nan)
+    for j in range(n):
+        ok = np.flatnonzero(np.isfinite(xs[:, j]) & np.isfinite(ys[:, j]))
+        picks = rng.permuted(np.broadcast_to(ok, (n_perm, ok.size)), axis=1)
+        perms[:, ok, j] = ys[picks, j]
+    flat = lambda a: a.transpose(1, 0, 2).reshape(n_cells, -1)  # noqa: E731  (cells, perm x seed)
+    null = _spearman_columns(flat(np.broadcast_to(xs, perms.shape)), flat(perms)).reshape(n_perm, n).mean(axis=1)
+    p_value = float((1 + np.sum(np.abs(null) >= abs(mean) - 1e-12)) / (1 + n_perm))
+    low = high = math.nan
+    se = float(rhos.std(ddof=1)) / math.sqrt(n) if n >= 2 else 0.0
+    if se > 0:
+        half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * se
+        low, high = max(-1.0, mean - half), min(1.0, mean + half)
+    return Correlation(mean, p_value, low, high, n_cells, n, tuple(map(float, rhos)))
