@@ -10,7 +10,8 @@ Accuracies are in percent, so a ``margin`` of 1.0 is one accuracy point.
 * :func:`holm_verdicts`: Holm over a family of such tests and the three-way verdict;
 * :func:`largest_dip`: a training curve's deepest fall below its running maximum;
 * :func:`spearman_within_seeds`: Spearman's rank correlation across cells within each seed
-  (one noise draw), its mean over the seeds with a t-interval and t-test over the seeds.
+  (one noise draw), its mean over the seeds with a t-interval, and a stratified permutation
+  test (the cells permuted within each seed).
 """
 
 from __future__ import annotations
