@@ -126,10 +126,15 @@ def tests_table(rows: Sequence[tuple[str, arms.TwoArmTest]]) -> list[str]:
 # ---- reading runs -------------------------------------------------------------------------
 
 
+def _report_protocols(runs: pd.DataFrame) -> set[str]:
+    """The protocols behind the report's ``acc`` (a checkpoint chosen on validation loss aside)."""
+    return set(runs["acc_protocol"]) - {"val_loss"} if "acc_protocol" in runs else set()
+
+
 def accuracy(runs: pd.DataFrame, protocol: str) -> pd.Series:
     """The accuracy of each run under the question's ``protocol``: the report's ``acc`` where the
     report used that protocol, else the record's ``test_acc_<protocol>`` (or its curve)."""
-    if "acc" in runs and ("acc_protocol" not in runs or set(runs["acc_protocol"]) <= {protocol, "val_loss"}):
+    if "acc" in runs and _report_protocols(runs) <= {protocol}:
         return pd.to_numeric(runs["acc"], errors="coerce").astype(float)
     if "metrics" in runs:
         return with_accuracy(runs, protocol)["acc"]
@@ -141,8 +146,8 @@ def accuracy(runs: pd.DataFrame, protocol: str) -> pd.Series:
 
 def protocol_line(runs: pd.DataFrame, protocol: str) -> list[str]:
     """Where the question's protocol differs from the report's: which accuracy the section uses."""
-    used = set(runs["acc_protocol"]) - {"val_loss"} if "acc_protocol" in runs else set()
-    if not used or used == {protocol}:
+    used = _report_protocols(runs)
+    if used <= {protocol}:
         return []
     return [f"Accuracy in this section: protocol `{protocol}` ({text.PROTOCOL_TEXT[protocol]}), not the "
             f"report's `{'`, `'.join(sorted(used))}`.", ""]

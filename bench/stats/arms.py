@@ -273,14 +273,15 @@ def spearman_within_seeds(x: np.ndarray, y: np.ndarray, *, rng: np.random.Genera
         return Correlation(math.nan, math.nan, math.nan, math.nan, n_cells, 0, ())
     mean = float(rhos.mean())
     xs, ys = x[:, keep], y[:, keep]
-    # permute each seed's y across its cells (a cell missing in a seed stays missing)
-    perms = np.full((n_perm, *ys.shape), np.nan)
+    # each seed's y permuted across its cells, laid out (cells, permutation, seed); a cell
+    # missing in a seed stays missing
+    perms = np.full((n_cells, n_perm, n), np.nan)
     for j in range(n):
         ok = np.flatnonzero(np.isfinite(xs[:, j]) & np.isfinite(ys[:, j]))
         picks = rng.permuted(np.broadcast_to(ok, (n_perm, ok.size)), axis=1)
-        perms[:, ok, j] = ys[picks, j]
-    flat = lambda a: a.transpose(1, 0, 2).reshape(n_cells, -1)  # noqa: E731  (cells, perm x seed)
-    null = _spearman_columns(flat(np.broadcast_to(xs, perms.shape)), flat(perms)).reshape(n_perm, n).mean(axis=1)
+        perms[ok, :, j] = ys[picks, j].T
+    x_rep = np.broadcast_to(xs[:, None, :], perms.shape)
+    null = _spearman_columns(x_rep.reshape(n_cells, -1), perms.reshape(n_cells, -1)).reshape(n_perm, n).mean(axis=1)
     p_value = float((1 + np.sum(np.abs(null) >= abs(mean) - 1e-12)) / (1 + n_perm))
     low = high = math.nan
     se = float(rhos.std(ddof=1)) / math.sqrt(n) if n >= 2 else 0.0
