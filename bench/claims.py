@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
+from bench.reporting import text
 from bench.tables import markdown_table
 
 __all__ = ["OUTCOMES", "HOLDS", "REVERSED", "NOT_SHOWN", "NO_RUNS", "RESULT_COLUMNS", "evaluate_claims",
@@ -129,8 +130,8 @@ def _setting(row: pd.Series) -> str:
     return f"{row['dataset']} {row['noise_type']}{rate}"
 
 
-def _num(x: float, fmt: str = "{:+.2f}") -> str:
-    return fmt.format(x) if np.isfinite(x) else "–"
+def _num(x: float) -> str:
+    return f"{x:+.2f}" if np.isfinite(x) else "–"
 
 
 COLUMNS = ["table", "setting", "claim", "provenance", "pairs", "Δ [95% CI]", "p (Holm)", "outcome"]
@@ -141,7 +142,7 @@ def _row_cells(row: pd.Series) -> list[str]:
     interval = f"[{_num(row['ci_low'])}, {_num(row['ci_high'])}]" if np.isfinite(row["ci_low"]) else ""
     outcome = f"{row['outcome']} ({row['reason']})" if row["reason"] else row["outcome"]
     return [row["table"], _setting(row), f"{row['better']} > {row['worse']}", row["provenance"], str(int(row["n"])),
-            f"{_num(row['mean_diff'])} {interval}", _num(row["p_holm"], "{:.3g}"), outcome]
+            f"{_num(row['mean_diff'])} {interval}", text.fmt_p(row["p_holm"]) or "–", outcome]
 
 
 def claims_markdown(result: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:

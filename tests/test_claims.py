@@ -202,6 +202,8 @@ def test_markdown_section() -> None:
     table = [line for line in lines if line.startswith("| Table")]
     assert len(table) == 1 and table[0].startswith("| Table 2 | mnist symmetric 50% | a > b | recalled | 4 | +")
     assert table[0].endswith("| holds |")
+    # p-values as every other table writes them: three decimals, "<0.001" below that
+    assert re.fullmatch(r"<0\.001|0\.\d{3}", table[0].split("|")[7].strip()), table[0]
     assert "- No runs for 1 claims of jocor Table 3: mnist symmetric 80%." in lines
     empty = claims_markdown(evaluate_claims(claims.iloc[:0], runs))
     assert empty[:2] == ["## Claims of the paper", ""] and "no claim" in empty[2]
