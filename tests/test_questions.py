@@ -248,13 +248,15 @@ def _lambda_records(rng: np.random.Generator) -> list[dict]:
 
 def test_lambda_section_finds_the_best_lambda_and_tests_the_default_against_it(tmp_path):
     lines, text, answer = _render("jocor_lambda_mnist", _lambda_records(np.random.default_rng(3)), tmp_path)
-    assert "at symmetric 50% the best co_lambda is 0.8" in answer
-    assert "at symmetric 80% the best co_lambda is 0.9" in answer
+    assert re.search(r"at symmetric 50% the accuracy [^;]*; the best co_lambda is 0\.8 ", answer)
+    assert re.search(r"at symmetric 80% the accuracy [^;]*; the best co_lambda is 0\.9 ", answer)
     for setting in ("symmetric 50%", "symmetric 80%"):
         part = answer.split(f"at {setting}")[1]
         est, low, high = _estimate_after(part, f"co_lambda 0.1 − {BEST[0.5 if '50' in setting else 0.8]:g} = ")
         assert est == pytest.approx(-3.0, abs=0.5) and high < 0
     assert answer.count("a difference") == 2
+    assert answer.count("the accuracy depends on co_lambda (block F-test over 3 seeds x 6 values, F(5, 10) = ") == 2
+    assert "| symmetric 80% | 3 x 6 |" in text
     assert "| symmetric 50% | 0.8 |" in text and "| symmetric 80%: 0.1 − 0.9 | 3 |" in text
     rows = [line for line in lines if line.startswith("| symmetric") and line.endswith("| best |")]
     assert len(rows) == 2
@@ -269,6 +271,25 @@ def test_lambda_section_finds_the_best_lambda_and_tests_the_default_against_it(t
             "seeds and are conditional on that draw.") in lines
 
 
+def test_lambda_section_finds_no_dependence_where_co_lambda_does_nothing(tmp_path):
+    rng = np.random.default_rng(5)
+    records = _lambda_records(rng)
+    base = {(r["noise_rate"], r["seed"]): 80 + rng.normal(0, 3) for r in records}
+    for r in records:   # the seed's accuracy plus noise: co_lambda has no effect
+        r["test_acc_last10"] = base[(r["noise_rate"], r["seed"])] + rng.normal(0, 0.5)
+    lines, text, answer = _render("jocor_lambda_mnist", records, tmp_path)
+    assert answer.count("the accuracy does not depend on co_lambda detectably") == 2, answer
+    # a value missing a seed leaves the design: the test runs on the complete values
+    partial = [r for r in records if not (r["method_params"]["co_lambda"] == 0.5 and r["seed"] == 3)]
+    _, text, _ = _render("jocor_lambda_mnist", partial, tmp_path)
+    assert "| symmetric 50% | 3 x 5 |" in text and "| symmetric 80% | 3 x 5 |" in text
+    # two values on three seeds: the permutation test cannot go below 1/4, and the answer says so
+    two = [r for r in _lambda_records(rng) if r["method_params"]["co_lambda"] in (0.1, 0.5)]
+    _, _, answer = _render("jocor_lambda_mnist", two, tmp_path)
+    assert answer.count("cannot be told yet (3 seeds x 2 values: the permutation test's p cannot go below "
+                        "0.250, 2 setting(s) under Holm)") == 2, answer
+
+
 def test_lambda_section_tests_a_winning_default_against_the_runner_up(tmp_path):
     records = _lambda_records(np.random.default_rng(4))
     for r in records:   # the default now wins by 2 points over the best other value
@@ -277,7 +298,7 @@ def test_lambda_section_tests_a_winning_default_against_the_runner_up(tmp_path):
     _, text, answer = _render("jocor_lambda_mnist", records, tmp_path)
     for setting, runner_up in (("symmetric 50%", 0.8), ("symmetric 80%", 0.9)):
         part = answer.split(f"at {setting}")[1]
-        assert part.startswith(" the best co_lambda is 0.1 with")
+        assert part.split("; ")[1].startswith("the best co_lambda is 0.1 with")
         est, low, high = _estimate_after(part, f"co_lambda 0.1 − {runner_up:g} = ")
         assert est == pytest.approx(2.0, abs=0.5) and low > 0
     assert "| symmetric 50%: 0.1 − 0.8 | 3 |" in text

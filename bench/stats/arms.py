@@ -11,7 +11,9 @@ Accuracies are in percent, so a ``margin`` of 1.0 is one accuracy point.
 * :func:`largest_dip`: a training curve's deepest fall below its running maximum;
 * :func:`spearman_within_seeds`: Spearman's rank correlation across cells within each seed
   (one noise draw), its mean over the seeds with a t-interval, and a stratified permutation
-  test (the cells permuted within each seed).
+  test (the cells permuted within each seed);
+* :func:`blocked_anova`: whether any of several arms differs, seeds as blocks: the block ANOVA's
+  F-test and its stratified permutation test (the arms permuted within each seed).
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from bench.stats.paper import holm
 
 __all__ = ["TwoArmTest", "Dip", "Correlation", "DIFFERENT", "SMALL_DIFFERENCE", "EQUIVALENT", "INCONCLUSIVE",
            "EXACT_SIGN_FLIP_MAX_N", "sign_flip_p", "paired_test", "welch_test", "holm_verdicts",
-           "largest_dip", "spearman_within_seeds"]
+           "largest_dip", "spearman_within_seeds", "EXACT_BLOCK_PERMUTATIONS_MAX", "BlockedAnova", "blocked_anova"]
 
 DIFFERENT = "different"
 SMALL_DIFFERENCE = "different, within the margin"
 EQUIVALENT = "equivalent"
 INCONCLUSIVE = "inconclusive"
 EXACT_SIGN_FLIP_MAX_N = 16   # 2^16 sign vectors; above it the test samples them
+EXACT_BLOCK_PERMUTATIONS_MAX = 50_000   # arrangements the block permutation test enumerates
 
 
 @dataclass(frozen=True)
@@ -289,3 +292,82 @@ def spearman_within_seeds(x: np.ndarray, y: np.ndarray, *, rng: np.random.Genera
         half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * se
         low, high = max(-1.0, mean - half), min(1.0, mean + half)
     return Correlation(mean, p_value, low, high, n_cells, n, tuple(map(float, rhos)))
+
+
+@dataclass(frozen=True)
+class BlockedAnova:
+    """Whether the arms of a randomised-block design differ at all: ``y`` is (blocks, arms), a
+    block being one seed (one noise draw and one initialisation shared by every arm).
+
+    ``f`` is the block ANOVA's F = MS_arms / MS_error on ``df_arms`` = arms - 1 and ``df_error``
+    = (blocks - 1)(arms - 1) degrees of freedom, ``p_f`` its p-value under normal errors, and
+    ``p_perm`` the stratified permutation test of the same F (each block's values permuted across
+    the arms), which needs no normality: a bimodal arm (runs that drop a class) keeps its level.
+    ``spread`` is the largest minus the smallest arm mean; ``p_floor`` the smallest p-value the
+    permutation test can give at this design (1 / (arms!)^(blocks - 1) where it enumerates), so a
+    caller can tell "no effect detected" from "this design cannot detect one".
+    """
+
+    f: float
+    df_arms: int
+    df_error: int
+    p_f: float
+    p_perm: float
+    n_blocks: int
+    n_arms: int
+    spread: float
+    p_floor: float
+
+
+def _arm_sum_of_squares(y: np.ndarray) -> np.ndarray:
+    """The between-arm sum of squares of ``y`` (..., blocks, arms), per leading index."""
+    means = y.mean(axis=-2)
+    return y.shape[-2] * ((means - means.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1)
+
+
+def _block_arrangements(b: int, k: int, *, rng: np.random.Generator, n_perm: int) -> tuple[np.ndarray, bool]:
+    """(arrangements, b, k) orders of the arms within each block, the first block held fixed
+    (relabelling the arms of every block alike leaves the statistic unchanged); every one of the
+    (k!)^(b-1) where there are at most :data:`EXACT_BLOCK_PERMUTATIONS_MAX`, else ``n_perm``
+    random ones. The flag says whether they are all of them."""
+    if math.factorial(k) ** (b - 1) <= EXACT_BLOCK_PERMUTATIONS_MAX:
+        orders = np.array(list(itertools.permutations(range(k))))
+        rest = np.array(list(itertools.product(range(len(orders)), repeat=b - 1))).reshape(-1, b - 1)
+        first = np.broadcast_to(np.arange(k), (len(rest), 1, k))
+        return np.concatenate([first, orders[rest]], axis=1), True
+    return rng.permuted(np.broadcast_to(np.arange(k), (n_perm, b, k)), axis=2), False
+
+
+def blocked_anova(y: np.ndarray, *, rng: np.random.Generator, n_perm: int = 2000) -> BlockedAnova:
+    """The randomised-block F-test of "no arm differs" on ``y`` (blocks, arms), all finite.
+
+    Permuting the arms within each block leaves the total and the block sums of squares
+    unchanged, so the F statistic is a monotone function of the between-arm sum of squares and
+    the permutation test ranks that. It is exact (every arrangement) up to
+    :data:`EXACT_BLOCK_PERMUTATIONS_MAX` arrangements, else ``n_perm`` random ones, p = (1 +
+    hits) / (1 + n_perm). Both p-values are NaN below two blocks or two arms, or where the
+    residual variance is zero.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 2 or not np.isfinite(y).all():
+        raise ValueError(f"y must be a finite (blocks, arms) array, got shape {y.shape}")
+    b, k = y.shape
+    spread = float(np.ptp(y.mean(axis=0))) if y.size else math.nan
+    df_arms, df_error = k - 1, (b - 1) * (k - 1)
+    if b < 2 or k < 2:
+        return BlockedAnova(math.nan, df_arms, df_error, math.nan, math.nan, b, k, spread, math.nan)
+    centred = y - y.mean()
+    ss_arms = float(_arm_sum_of_squares(y))
+    ss_blocks = k * float(((y.mean(axis=1) - y.mean()) ** 2).sum())
+    ss_error = float((centred ** 2).sum()) - ss_arms - ss_blocks
+    if ss_error <= 1e-12 * max(1.0, float((centred ** 2).sum())):
+        return BlockedAnova(math.inf if ss_arms > 0 else math.nan, df_arms, df_error, math.nan, math.nan, b, k,
+                            spread, math.nan)
+    f = (ss_arms / df_arms) / (ss_error / df_error)
+    orders, exact = _block_arrangements(b, k, rng=rng, n_perm=n_perm)
+    null = _arm_sum_of_squares(np.take_along_axis(np.broadcast_to(y, orders.shape), orders, axis=2))
+    hits = int(np.sum(null >= ss_arms * (1 - 1e-12)))
+    p_perm, p_floor = (hits / len(orders), 1 / len(orders)) if exact else \
+        ((1 + hits) / (1 + n_perm), 1 / (1 + n_perm))
+    return BlockedAnova(float(f), df_arms, df_error, float(sps.f.sf(f, df_arms, df_error)), float(p_perm), b, k,
+                        spread, float(p_floor))
