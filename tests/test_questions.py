@@ -255,6 +255,7 @@ def test_lambda_section_finds_the_best_lambda_and_tests_the_default_against_it(t
         est, low, high = _estimate_after(part, f"co_lambda 0.1 − {BEST[0.5 if '50' in setting else 0.8]:g} = ")
         assert est == pytest.approx(-3.0, abs=0.5) and high < 0
     assert answer.count("a difference") == 2
+    assert "p = <" not in text and "permutation Holm p < 0.001" in answer   # a sentence writes "p < 0.001"
     assert answer.count("the accuracy depends on co_lambda (block F-test over 3 seeds x 6 values, F(5, 10) = ") == 2
     assert "| symmetric 80% | 3 x 6 |" in text
     assert "| symmetric 50% | 0.8 |" in text and "| symmetric 80%: 0.1 − 0.9 | 3 |" in text
@@ -371,7 +372,7 @@ def test_dividemix_section_finds_accuracy_following_the_kept_noise(tmp_path):
     assert len(parts) == 2, answer   # one rho per noise setting, across its 5 thresholds
     for part, setting in zip(parts, ("asymmetric 30%", "symmetric_inclusive 40%")):
         assert f"at {setting}, rho = " in part and "over 5 thresholds x 3 seeds" in part, part
-        assert "the accuracy follows it (falls as the kept set's noise rises) (permutation p = " in part
+        assert "the accuracy follows it (falls as the kept set's noise rises) (permutation p " in part
         assert float(re.split(r" \[| over", part.split("rho = ")[1])[0]) < -0.9
     assert "| all cells |" not in text   # no rho pooled across settings: it would rank the settings
     # the accuracy is the mean of the last ten epochs (here all three: acc - 2, acc, acc - 1)

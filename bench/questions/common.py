@@ -79,6 +79,12 @@ def fmt_p(value: float) -> str:
     return text.fmt_p(value) or "n/a"
 
 
+def p_text(value: float) -> str:
+    """A p-value as a sentence writes it: ``p = 0.004``, ``p < 0.001``, ``p = n/a``."""
+    shown = fmt_p(value)
+    return f"p < {shown[1:]}" if shown.startswith("<") else f"p = {shown}"
+
+
 def mean_ci(x: Sequence[float] | np.ndarray, digits: int = 2) -> str:
     """``mean [low, high] (n)`` of the finite values of ``x``; no interval below two."""
     values = np.asarray(x, dtype=float)
@@ -104,9 +110,9 @@ def verdict(test: arms.TwoArmTest) -> str:
 def comparison_text(test: arms.TwoArmTest, what: str = "") -> str:
     """``<what>d [low, high] (paired over n seeds, t Holm p = ..., exact sign-flip Holm p = ...):
     verdict`` (or Welch's)."""
-    how = (f"paired over {test.n_a} seeds, t Holm p = {fmt_p(test.p_holm)}, exact sign-flip Holm p = "
-           f"{fmt_p(test.p_exact_holm)}" if test.kind == "paired" else
-           f"Welch over {test.n_a} and {test.n_b} runs, Holm p = {fmt_p(test.p_holm)}")
+    how = (f"paired over {test.n_a} seeds, t Holm {p_text(test.p_holm)}, exact sign-flip Holm "
+           f"{p_text(test.p_exact_holm)}" if test.kind == "paired" else
+           f"Welch over {test.n_a} and {test.n_b} runs, Holm {p_text(test.p_holm)}")
     return (f"{what}{fmt(test.diff)} [{fmt(test.ci_low)}, {fmt(test.ci_high)}] ({how}): "
             f"{verdict(test)}")
 

@@ -17,7 +17,8 @@ import pandas as pd
 from bench import question_figures, stats
 from bench.cost_model import estimate_grid_hours
 from bench.left_out import GRIDS_DIR
-from bench.questions.common import Context, Question, expected_runs, fmt, fmt_p, mean_ci, settings, table
+from bench.questions.common import Context, Question, expected_runs, fmt, fmt_p, mean_ci, p_text, settings, \
+    table
 from bench.stats import arms, t_interval
 
 def _threshold_cells(kept: pd.DataFrame) -> pd.DataFrame:
@@ -46,10 +47,10 @@ def _follows(c: arms.Correlation, p_holm: float, alpha: float) -> str:
     if not np.isfinite(p_holm):
         return "not tested"
     if p_holm >= alpha:
-        return f"not shown either way (permutation p = {fmt_p(p_holm)}, Holm)"
+        return f"not shown either way (permutation {p_text(p_holm)}, Holm)"
     direction = ("the accuracy follows it (falls as the kept set's noise rises)" if c.rho < 0
                  else "the accuracy rises with it (the opposite of following it)")
-    return f"{direction} (permutation p = {fmt_p(p_holm)}, Holm)"
+    return f"{direction} (permutation {p_text(p_holm)}, Holm)"
 
 
 def _rho_text(c: arms.Correlation) -> str:

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from bench import question_figures
-from bench.questions.common import Context, Question, comparison_text, fmt, fmt_p, mean_ci, param, settings, \
-    table, tests_table, two_arm_test
+from bench.questions.common import Context, Question, comparison_text, fmt, fmt_p, mean_ci, p_text, param, \
+    settings, table, tests_table, two_arm_test
 from bench.stats import arms
 from bench.stats.paper import holm
 
@@ -47,7 +47,7 @@ def _anova_text(test: arms.BlockedAnova, p_holm: float, alpha: float, family: in
                 f"{family} setting(s) under Holm)")
     word = "depends on co_lambda" if p_holm < alpha else "does not depend on co_lambda detectably"
     return (f"the accuracy {word} (block F-test over {test.n_blocks} seeds x {test.n_arms} values, "
-            f"F({test.df_arms}, {test.df_error}) = {fmt(test.f)}, permutation Holm p = {fmt_p(p_holm)}, "
+            f"F({test.df_arms}, {test.df_error}) = {fmt(test.f)}, permutation Holm {p_text(p_holm)}, "
             f"means spanning {fmt(test.spread)} points)")
 
 

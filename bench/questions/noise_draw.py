@@ -21,7 +21,7 @@ from scipy import stats as sps
 from bench import papers, question_figures, stats
 from bench.reporting.failures import dropped_classes
 from bench.reporting.text import sd
-from bench.questions.common import Context, Question, fmt, fmt_p, mean_ci, settings, table
+from bench.questions.common import Context, Question, fmt, fmt_p, mean_ci, p_text, settings, table
 
 GAP_SEEDS = 5        # seeds behind each of the two means of a reproduction gap (the papers' usual n)
 ALPHA = 0.05
@@ -101,8 +101,8 @@ def _detected(r: pd.Series) -> str:
     if not np.isfinite(r["p_holm"]):
         return "not tested"
     if r["p_holm"] < ALPHA:
-        return f"a draw effect (F-test Holm p = {fmt_p(r['p_holm'])})"
-    return (f"no draw effect detected (F-test Holm p = {fmt_p(r['p_holm'])}; σ_draw at most "
+        return f"a draw effect (F-test Holm {p_text(r['p_holm'])})"
+    return (f"no draw effect detected (F-test Holm {p_text(r['p_holm'])}; σ_draw at most "
             f"{fmt(sd(c.s2_draw_high))} at 95%)")
 
 
