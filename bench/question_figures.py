@@ -136,7 +136,8 @@ def accuracy_by_draw(runs: pd.DataFrame, path: Path, *,
     """Each run's accuracy per noise draw, one panel per (setting, method): the runs as dots, each
     draw's mean as a bar, the grand mean of the suite's draws as a dashed line and the paper's
     number (``paper``: {(setting, method): number}) as a dotted red one. ``runs``: one row per
-    run, columns setting, method, draw (``suite`` or an official sampler's name), noise_seed, acc."""
+    run, columns setting, method, draw (``suite`` or an official sampler's name), noise_seed, seed,
+    acc. The dots of a draw are spread in seed order, so the same runs give the same file."""
     runs = runs.dropna(subset=["acc"])
     if runs.empty:
         return None
@@ -155,7 +156,10 @@ def accuracy_by_draw(runs: pd.DataFrame, path: Path, *,
         order = sorted(set(rows["x"]), key=lambda v: (v.endswith("(official)"), v))
         sns.pointplot(data=rows, x="x", y="acc", order=order, estimator="mean", errorbar=None,
                       color="black", markers="_", linestyles="none", ax=ax)
-        sns.stripplot(data=rows, x="x", y="acc", order=order, color="tab:blue", size=4, alpha=0.7, ax=ax)
+        for j, label in enumerate(order):   # each run a point, spread by seed (no random jitter)
+            acc = rows.loc[rows["x"] == label].sort_values("seed")["acc"].to_numpy(dtype=float)
+            ax.scatter(j + np.linspace(-0.12, 0.12, acc.size) * (acc.size > 1), acc, color="tab:blue", s=16,
+                       alpha=0.7, zorder=3)
         suite = rows[rows["draw"] == "suite"]
         if not suite.empty:
             ax.axhline(suite.groupby("noise_seed")["acc"].mean().mean(), color="grey", linestyle="--",

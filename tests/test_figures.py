@@ -53,3 +53,18 @@ def test_nothing_to_draw_is_none(tmp_path) -> None:
     assert figures.epoch_curves(runs, tmp_path / "c.png", metric="label_precision", title="t",
                                 ylabel="y") is None
     assert not (tmp_path / "c.png").exists()
+
+
+def test_accuracy_by_draw_writes_the_same_file_for_the_same_runs(tmp_path) -> None:
+    from bench import question_figures
+
+    rng = np.random.default_rng(0)
+    runs = pd.DataFrame([{"setting": f"symmetric {rate}%", "method": method, "draw": draw, "noise_seed": noise,
+                          "seed": seed, "acc": 90 + rng.normal()}
+                         for rate in (50, 80) for method in ("jocor", "standard")
+                         for draw, noise in (("suite", 0), ("suite", 1), ("noisify", 0)) for seed in (1, 2, 3)])
+    first = question_figures.accuracy_by_draw(runs, tmp_path / "a.png", paper={("symmetric 50%", "jocor"): 91.0})
+    again = question_figures.accuracy_by_draw(runs, tmp_path / "b.png",
+                                              paper={("symmetric 50%", "jocor"): 91.0})
+    assert first is not None and again is not None
+    assert first.read_bytes() == again.read_bytes()   # no random jitter: a report regenerates byte for byte
