@@ -336,6 +336,8 @@ def test_rsl_section_pairs_the_arms_and_shows_the_per_class_counts(tmp_path):
     for cls, count in enumerate(GLOBAL):
         assert f"| asymmetric 40% | {cls} | 100 | {count} | {100 - count} |" in text
     assert "| symmetric 80% | classwise | " in text and "| 1000 [1000, 1000] (5) | 10.0 [10.0, 10.0] (5) |" in text
+    assert ("at asymmetric 40% classwise 100-100 per noisy class at 10.0% label noise, global 10-160 per noisy "
+            "class at 20.0% label noise;") in answer
     assert (tmp_path / "question_rsl_per_class.png").is_file()
 
 

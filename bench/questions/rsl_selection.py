@@ -47,17 +47,33 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
                      runs[(runs["setting"] == s) & (runs["arm"] == "global")], margin=ctx.margin, rng=ctx.rng)
         for s in names], alpha=ctx.alpha)
     answer = "; ".join(comparison_text(t, f"at {s}, classwise − global = ") for s, t in zip(names, tests))
-    lines = [f"**Answer:** {answer or 'no runs yet'} (final test accuracy, points).", ""]
+    counts = _class_counts(runs)
+    lines = [f"**Answer:** {answer or 'no runs yet'} (final test accuracy, points)." + _sets_text(runs, counts), ""]
     lines += table(["setting", "arm", "final accuracy (%)", "selected", "label noise of the selected set (%)"],
                     [(s, a, mean_ci(g["acc"]), mean_ci(g["size"], 0), mean_ci(g["noise"], 1))
                      for (s, a), g in runs.groupby(["setting", "arm"], sort=True)])
     if tests:
         lines += [f"Class-wise against global selection, {PAIRING}; Holm across the settings:", ""]
         lines += tests_table([(f"{s}: classwise − global", t) for s, t in zip(names, tests)])
-    counts = _class_counts(runs)
     lines += _class_table(counts)
     return lines + ctx.figure(question_figures.per_class_bars, counts, "question_rsl_per_class.png",
                               "selected samples per noisy class, class-wise against global")
+
+
+def _sets_text(runs: pd.DataFrame, counts: pd.DataFrame) -> str:
+    """One sentence on the sets the two rules train on: per setting and arm, the range of the
+    per-class counts (means over seeds) and the selected set's label noise."""
+    if counts.empty:
+        return ""
+    per_class = counts.groupby(["setting", "arm", "cls"])["count"].mean()
+    noise = runs.groupby(["setting", "arm"])["noise"].mean()
+    parts = []
+    for setting in sorted(counts["setting"].unique()):
+        arms_text = [f"{arm} {per_class[(setting, arm)].min():,.0f}-{per_class[(setting, arm)].max():,.0f} per "
+                     f"noisy class at {fmt(noise.get((setting, arm), math.nan), 1)}% label noise"
+                     for arm in sorted(counts.loc[counts["setting"] == setting, "arm"].unique())]
+        parts.append(f"at {setting} " + ", ".join(arms_text))
+    return (" The sets they train on (last epoch, means over seeds): " + "; ".join(parts) + ".")
 
 
 def _class_table(counts: pd.DataFrame) -> list[str]:
