@@ -70,13 +70,13 @@ def _body(ctx: Context, acc: pd.Series) -> list[str]:
     tests = dict(zip(rival, arms.holm_verdicts(
         [two_arm_test(groups[s][groups[s]["value"] == DEFAULT_LAMBDA], groups[s][groups[s]["value"] == r],
                       margin=ctx.margin, rng=ctx.rng) for s, r in rival.items()], alpha=ctx.alpha)))
-    blocks = {s: _blocks(g) for s, g in groups.items()}
-    anova = {s: arms.blocked_anova(b.to_numpy(), rng=ctx.rng) for s, b in blocks.items()}
+    anova = {s: arms.blocked_anova(_blocks(g).to_numpy(), rng=ctx.rng) for s, g in groups.items()}
     perm_holm = dict(zip(anova, holm([a.p_perm for a in anova.values()])))
     f_holm = dict(zip(anova, holm([a.p_f for a in anova.values()])))
+    family = int(np.isfinite(list(perm_holm.values())).sum())   # the settings Holm adjusts over
     parts = [_lambda_answer(s, best[s], g.loc[g["value"] == best[s], "acc"], rival.get(s), tests.get(s),
                             bool((g["value"] == DEFAULT_LAMBDA).any()),
-                            _anova_text(anova[s], perm_holm[s], ctx.alpha, int(np.isfinite(list(perm_holm.values())).sum())))
+                            _anova_text(anova[s], perm_holm[s], ctx.alpha, family))
              for s, g in groups.items()]
     lines = ["**Answer:** " + ("; ".join(parts) if parts else "no run has a co_lambda yet") + ".", "",
              "Whether the accuracy depends on co_lambda at all is tested per setting with the seeds as "
